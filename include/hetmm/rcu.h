@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hetmm/rcu.h - RCU with the kernel's spelling, backed by liburcu.
+ *
+ * We use liburcu's "memb" flavour (membarrier-based, no signals, readers
+ * must be registered). Registration is automatic: the first
+ * rcu_read_lock() of a thread registers it, and the thread is unregistered
+ * when it exits. Objects that lock-free readers walk (page-table pages,
+ * radix-index nodes) embed a struct rcu_head and are freed with call_rcu().
+ *
+ * Context: rcu_read_lock() nests and never sleeps. synchronize_rcu() and
+ * rcu_barrier() must not be called inside a read-side section.
+ */
+#ifndef HETMM_RCU_H
+#define HETMM_RCU_H
+
+#ifndef _LGPL_SOURCE
+#define _LGPL_SOURCE
+#endif
+#include <urcu/urcu-memb.h>
+#include <urcu/pointer.h>
+#include <urcu/call-rcu.h>
+
+#include "compiler.h"
+
+extern _Thread_local bool __hetmm_rcu_registered;
+void __hetmm_rcu_register_slow(void);
+
+static inline void hetmm_rcu_ensure_registered(void)
+{
+	if (unlikely(!__hetmm_rcu_registered))
+		__hetmm_rcu_register_slow();
+}
+
+#undef rcu_read_lock
+#undef rcu_read_unlock
+#undef synchronize_rcu
+#undef call_rcu
+#undef rcu_barrier
+
+static inline void rcu_read_lock(void)
+{
+	hetmm_rcu_ensure_registered();
+	urcu_memb_read_lock();
+}
+
+static inline void rcu_read_unlock(void)
+{
+	urcu_memb_read_unlock();
+}
+
+static inline void synchronize_rcu(void)
+{
+	hetmm_rcu_ensure_registered();
+	urcu_memb_synchronize_rcu();
+}
+
+/* Run @func(@head) after a grace period. */
+static inline void call_rcu(struct rcu_head *head,
+			    void (*func)(struct rcu_head *head))
+{
+	hetmm_rcu_ensure_registered();
+	urcu_memb_call_rcu(head, func);
+}
+
+/* Wait until every call_rcu() callback queued so far has run. */
+static inline void rcu_barrier(void)
+{
+	hetmm_rcu_ensure_registered();
+	urcu_memb_barrier();
+}
+
+#endif /* HETMM_RCU_H */

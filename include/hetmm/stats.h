@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hetmm/stats.h - event counters, one X-macro list.
+ *
+ * Every counter is named once in HETMM_STAT_FIELDS with a one-line
+ * description. Each thread increments its own block of counters without
+ * atomics read-modify-write (it is the only writer); readers merge every
+ * live block plus what exited threads left behind. Counters only grow:
+ * callers that want the events of one run take a snapshot before and
+ * after and subtract (hetmm_stats_diff). Gauges (current/peak values such
+ * as pages in use) live with the object they describe, not here.
+ *
+ * Context: count_stat() may be called from any thread, in any context,
+ * including with spinlocks held. hetmm_stats_read() takes a mutex.
+ */
+#ifndef HETMM_STATS_H
+#define HETMM_STATS_H
+
+#include <stdint.h>
+
+#include "compiler.h"
+
+#define HETMM_STAT_FIELDS(X)                                                   \
+	/* phys: buddy allocator */                                             \
+	X(pgalloc, "pages handed out by the page allocator (in 4 KiB units)")   \
+	X(pgfree, "pages returned to the page allocator (in 4 KiB units)")      \
+	X(pgalloc_fail, "allocation requests that failed (no memory or injected)") \
+	X(pcp_alloc_hit, "allocations served from a per-thread page list")      \
+	X(pcp_refill, "per-thread list refills from the buddy lists")           \
+	X(pcp_drain, "per-thread list drains back to the buddy lists")          \
+	X(buddy_split, "buddy blocks split to serve a smaller order")           \
+	X(buddy_merge, "buddy pairs merged on free")                            \
+	X(section_online, "memory sections whose struct pages were initialised") \
+	X(page_zero, "pages zeroed by clear_highpage/folio_zero (4 KiB units)") \
+	X(page_copy, "pages copied by copy_highpage/folio_mc_copy (4 KiB units)") \
+	X(folio_lock_wait, "folio_lock calls that had to sleep")                \
+	X(bad_page, "bad page reports (double free, refcount underflow...)")    \
+	X(fault_injected, "failures injected by the fault-injection facility")
+
+enum hetmm_stat_item {
+#define __HETMM_STAT_ENUM(name, desc) HETMM_STAT_##name,
+	HETMM_STAT_FIELDS(__HETMM_STAT_ENUM)
+#undef __HETMM_STAT_ENUM
+	NR_HETMM_STATS
+};
+
+#define HETMM_STATS_VERSION 1
+
+/* A merged snapshot; version and size let callers check the layout. */
+struct hetmm_stats {
+	uint32_t version;
+	uint32_t size;
+	uint64_t v[NR_HETMM_STATS];
+};
+
+struct hetmm_stat_block {
+	uint64_t v[NR_HETMM_STATS];
+};
+
+extern _Thread_local struct hetmm_stat_block *__hetmm_stat_blk;
+struct hetmm_stat_block *__hetmm_stat_block_slow(void);
+
+/* Add @n to counter @item of the calling thread. */
+static inline void count_stat_n(enum hetmm_stat_item item, uint64_t n)
+{
+	struct hetmm_stat_block *b = __hetmm_stat_blk;
+
+	if (unlikely(!b))
+		b = __hetmm_stat_block_slow();
+	__atomic_store_n(&b->v[item],
+			 __atomic_load_n(&b->v[item], __ATOMIC_RELAXED) + n,
+			 __ATOMIC_RELAXED);
+}
+
+static inline void count_stat(enum hetmm_stat_item item)
+{
+	count_stat_n(item, 1);
+}
+
+/* Merge every thread's counters into @out. */
+void hetmm_stats_read(struct hetmm_stats *out);
+/* @out = @after - @before, counter by counter. */
+void hetmm_stats_diff(struct hetmm_stats *out, const struct hetmm_stats *after,
+		      const struct hetmm_stats *before);
+const char *hetmm_stat_name(enum hetmm_stat_item item);
+const char *hetmm_stat_desc(enum hetmm_stat_item item);
+
+#endif /* HETMM_STATS_H */

@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bench.c - `hetmm bench`: our operations side by side with the closest
+ * operation of the real kernel (or memcpy/memset) measured in the same run.
+ *
+ * Method: each measurement runs its loop REPS times and keeps the fastest
+ * repetition (the least disturbed by other load on a shared machine); ours
+ * and the peer alternate so both see the same machine state. The ratio
+ * ours/peer is the figure to read; absolute times vary between machines.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <hetmm/hetmm.h>
+
+#include "cli.h"
+
+#define REPS 7
+
+struct bench_result {
+	const char *unit;
+	double ours, peer;
+	const char *peer_name;
+	const char *note;
+};
+
+struct bench {
+	const char *name;
+	const char *summary;
+	void (*fn)(const struct bench_opts *o, struct bench_result *res);
+};
+
+static volatile unsigned char sink;
+
+static struct hetmm_machine *bench_machine(uint64_t ram, bool data)
+{
+	struct hetmm_machine_config cfg;
+	struct hetmm_machine *m;
+
+	hetmm_machine_config_default(&cfg);
+	cfg.ram_size = ram;
+	cfg.carry_data = data;
+	m = hetmm_machine_create(&cfg);
+	if (IS_ERR(m)) {
+		fprintf(stderr, "hetmm: bench: cannot create machine: %s\n",
+			hetmm_errname((int)PTR_ERR(m)));
+		exit(1);
+	}
+	return m;
+}
+
+static void *map_anon(size_t bytes, bool huge)
+{
+	size_t align = huge ? HPAGE_PMD_SIZE : PAGE_SIZE;
+	unsigned char *p = mmap(NULL, bytes + align, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED) {
+		perror("hetmm: bench: mmap");
+		exit(1);
+	}
+	p = (unsigned char *)ALIGN((uintptr_t)p, align);
+	madvise(p, bytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	return p;
+}
+
+/* Kernel: fault in and free (MADV_DONTNEED) @len bytes at @buf, @n times. */
+static double kernel_fault_free_ns(unsigned char *buf, size_t len,
+				   unsigned long n)
+{
+	double best = 1e30;
+
+	for (int r = 0; r < REPS; r++) {
+		uint64_t t0 = now_ns();
+
+		for (unsigned long i = 0; i < n; i++) {
+			buf[0] = 1;
+			madvise(buf, len, MADV_DONTNEED);
+		}
+		double t = (double)(now_ns() - t0) / (double)n;
+
+		if (t < best)
+			best = t;
+	}
+	return best;
+}
+
+static double ours_alloc_free_ns(struct hetmm_machine *m, unsigned int order,
+				 unsigned long n)
+{
+	double best = 1e30;
+
+	for (int r = 0; r < REPS; r++) {
+		uint64_t t0 = now_ns();
+
+		for (unsigned long i = 0; i < n; i++) {
+			struct page *p = alloc_pages(m, 0, order);
+
+			__free_pages(p, order);
+		}
+		double t = (double)(now_ns() - t0) / (double)n;
+
+		if (t < best)
+			best = t;
+	}
+	return best;
+}
+
+static void bench_alloc0(const struct bench_opts *o, struct bench_result *res)
+{
+	struct hetmm_machine *m = bench_machine(256ULL << 20, false);
+	unsigned long n = o->quick ? 100000 : 2000000;
+	unsigned long kn = o->quick ? 2000 : 20000;
+	unsigned char *buf = map_anon(PAGE_SIZE, false);
+
+	/* Warm the per-thread list once. */
+	__free_pages(alloc_pages(m, 0, 0), 0);
+	res->ours = ours_alloc_free_ns(m, 0, n);
+	res->peer = kernel_fault_free_ns(buf, PAGE_SIZE, kn);
+	res->unit = "ns/page";
+	res->peer_name = "kernel first-touch fault + MADV_DONTNEED of 4 KiB";
+	res->note = "target: ours <= 40 ns; the kernel peer also zeroes and maps";
+	hetmm_machine_destroy(m);
+}
+
+static void bench_alloc9(const struct bench_opts *o, struct bench_result *res)
+{
+	struct hetmm_machine *m = bench_machine(256ULL << 20, false);
+	unsigned long n = o->quick ? 20000 : 400000;
+	unsigned long kn = o->quick ? 50 : 500;
+	unsigned char *buf = map_anon(HPAGE_PMD_SIZE, true);
+
+	__free_pages(alloc_pages(m, 0, PMD_ORDER), PMD_ORDER);
+	res->ours = ours_alloc_free_ns(m, PMD_ORDER, n);
+	res->peer = kernel_fault_free_ns(buf, HPAGE_PMD_SIZE, kn);
+	res->unit = "ns/2MiB";
+	res->peer_name = "kernel THP first-touch fault + MADV_DONTNEED of 2 MiB";
+	res->note = "target: ours <= 200 ns; the kernel peer also zeroes 2 MiB";
+	hetmm_machine_destroy(m);
+}
+
+/* Time @fn over @nunits units of @unit bytes in a rotating working set. */
+static void bench_data(const struct bench_opts *o, struct bench_result *res,
+		       unsigned int order, bool copy)
+{
+	size_t unit = PAGE_SIZE << order;
+	unsigned long nfolios = order ? 8 : 256; /* 16 MiB / 1 MiB sets */
+	unsigned long iters = (o->quick ? 64UL : 1024UL) * (order ? 1 : 64);
+	struct hetmm_machine *m = bench_machine(256ULL << 20, true);
+	struct folio *src[256], *dst[256];
+	unsigned char *hs = map_anon(unit * nfolios, order != 0);
+	unsigned char *hd = map_anon(unit * nfolios, order != 0);
+	double best_ours = 1e30, best_peer = 1e30;
+
+	for (unsigned long i = 0; i < nfolios; i++) {
+		src[i] = folio_alloc(m, __GFP_ZERO, order);
+		dst[i] = folio_alloc(m, __GFP_ZERO, order);
+		memset(folio_address(src[i]), (int)i, unit);
+	}
+	memset(hs, 1, unit * nfolios);
+	memset(hd, 0, unit * nfolios);
+	for (int r = 0; r < REPS; r++) {
+		uint64_t t0 = now_ns();
+
+		for (unsigned long i = 0; i < iters; i++) {
+			unsigned long k = i % nfolios;
+
+			if (copy)
+				folio_mc_copy(dst[k], src[k]);
+			else
+				folio_zero(dst[k]);
+		}
+		uint64_t t1 = now_ns();
+
+		for (unsigned long i = 0; i < iters; i++) {
+			unsigned long k = i % nfolios;
+
+			if (copy)
+				memcpy(hd + k * unit, hs + k * unit, unit);
+			else
+				memset(hd + k * unit, 0, unit);
+			__asm__ volatile("" : : "r"(hd) : "memory");
+		}
+		uint64_t t2 = now_ns();
+
+		best_ours = min(best_ours, (double)(t1 - t0) / (double)iters);
+		best_peer = min(best_peer, (double)(t2 - t1) / (double)iters);
+	}
+	sink = hd[unit - 1];
+	for (unsigned long i = 0; i < nfolios; i++) {
+		folio_put(src[i]);
+		folio_put(dst[i]);
+	}
+	hetmm_machine_destroy(m);
+	res->ours = best_ours;
+	res->peer = best_peer;
+	res->unit = order ? "ns/2MiB" : "ns/4KiB";
+	res->peer_name = copy ? "memcpy" : "memset";
+	res->note = "target: ratio <= 1.11 (>= 90% of the host's bandwidth)";
+}
+
+static void bench_zero4k(const struct bench_opts *o, struct bench_result *r)
+{
+	bench_data(o, r, 0, false);
+}
+
+static void bench_zero2m(const struct bench_opts *o, struct bench_result *r)
+{
+	bench_data(o, r, PMD_ORDER, false);
+}
+
+static void bench_copy4k(const struct bench_opts *o, struct bench_result *r)
+{
+	bench_data(o, r, 0, true);
+}
+
+static void bench_copy2m(const struct bench_opts *o, struct bench_result *r)
+{
+	bench_data(o, r, PMD_ORDER, true);
+}
+
+/* Host memory of a 1 TiB metadata-only machine with 1 GiB in use. */
+static void bench_memmap(const struct bench_opts *o, struct bench_result *res)
+{
+	struct hetmm_machine_config cfg;
+	struct hetmm_machine *m;
+	unsigned long n = (1UL << 30) / HPAGE_PMD_SIZE;
+	struct folio **f = calloc(n, sizeof(*f));
+	uint64_t rss0, rss1;
+
+	(void)o;
+	hetmm_machine_config_default(&cfg);
+	cfg.ram_size = 1ULL << 40;
+	cfg.carry_data = false;
+	rss0 = host_rss_bytes();
+	m = hetmm_machine_create(&cfg);
+	if (IS_ERR(m))
+		exit(1);
+	for (unsigned long i = 0; i < n; i++)
+		f[i] = folio_alloc(m, 0, PMD_ORDER);
+	rss1 = host_rss_bytes();
+	for (unsigned long i = 0; i < n; i++)
+		folio_put(f[i]);
+	free(f);
+	hetmm_machine_destroy(m);
+	res->ours = (double)(rss1 - rss0) / (1 << 20);
+	res->peer = 200;
+	res->unit = "MiB";
+	res->peer_name = "target: 200 MiB host memory";
+	res->note = "1 TiB metadata-only machine, 1 GiB allocated; struct page is 64 bytes";
+}
+
+static const struct bench benches[] = {
+	{ "alloc", "order-0 alloc_pages + __free_pages", bench_alloc0 },
+	{ "alloc9", "order-9 (2 MiB) folio alloc + free", bench_alloc9 },
+	{ "zero", "clear a 4 KiB page vs memset", bench_zero4k },
+	{ "zero2m", "zero a 2 MiB folio vs memset", bench_zero2m },
+	{ "copy", "copy a 4 KiB page vs memcpy", bench_copy4k },
+	{ "copy2m", "copy a 2 MiB folio vs memcpy", bench_copy2m },
+	{ "memmap", "host memory of a 1 TiB metadata-only machine", bench_memmap },
+};
+
+bool bench_exists(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(benches); i++)
+		if (!strcmp(benches[i].name, name))
+			return true;
+	return false;
+}
+
+void bench_list(void)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(benches); i++)
+		printf("  %-10s %s\n", benches[i].name, benches[i].summary);
+}
+
+int bench_main(const struct bench_opts *o, const char *const *names, int n)
+{
+	if (!o->json)
+		printf("%-8s %-9s %12s %12s %8s  %s\n", "bench", "unit", "ours",
+		       "peer", "ratio", "peer / note");
+	for (size_t i = 0; i < ARRAY_SIZE(benches); i++) {
+		struct bench_result res = { 0 };
+		bool want = n == 0;
+
+		for (int k = 0; k < n; k++)
+			if (!strcmp(names[k], benches[i].name))
+				want = true;
+		if (!want)
+			continue;
+		benches[i].fn(o, &res);
+		double ratio = res.peer > 0 ? res.ours / res.peer : 0;
+
+		if (o->json) {
+			printf("{\"bench\":");
+			json_string(stdout, benches[i].name);
+			printf(",\"unit\":");
+			json_string(stdout, res.unit);
+			printf(",\"ours\":%.4g,\"peer\":%.4g,\"peer_name\":",
+			       res.ours, res.peer);
+			json_string(stdout, res.peer_name);
+			printf(",\"ratio\":%.4g}\n", ratio);
+		} else {
+			printf("%-8s %-9s %12.2f %12.2f %8.3f  %s\n",
+			       benches[i].name, res.unit, res.ours, res.peer,
+			       ratio, res.peer_name);
+			if (res.note)
+				printf("%-8s %-9s %12s %12s %8s  (%s)\n", "", "",
+				       "", "", "", res.note);
+		}
+		fflush(stdout);
+	}
+	return 0;
+}

@@ -184,19 +184,24 @@ static inline unsigned int read_seqcount_begin(const seqcount_t *s)
 	return seq;
 }
 
-/* True if a writer ran since @start: the reader must retry. */
+/*
+ * True if a writer ran since @start: the reader must retry. The read-only
+ * RMW with release order keeps the reader's data loads before it without a
+ * standalone fence (which ThreadSanitizer cannot model).
+ */
 static inline bool read_seqcount_retry(const seqcount_t *s, unsigned int start)
 {
-	atomic_thread_fence(memory_order_acquire);
-	return atomic_load_explicit((atomic_uint *)&s->sequence,
-				    memory_order_relaxed) != start;
+	return atomic_fetch_add_explicit((atomic_uint *)&s->sequence, 0,
+					 memory_order_release) != start;
 }
 
-/* Writers are serialised by their own lock; the count goes odd. */
+/*
+ * Writers are serialised by their own lock; the count goes odd. Acquire
+ * order keeps the writer's data stores after the increment.
+ */
 static inline void write_seqcount_begin(seqcount_t *s)
 {
-	atomic_fetch_add_explicit(&s->sequence, 1, memory_order_relaxed);
-	atomic_thread_fence(memory_order_release);
+	atomic_fetch_add_explicit(&s->sequence, 1, memory_order_acq_rel);
 }
 
 static inline void write_seqcount_end(seqcount_t *s)

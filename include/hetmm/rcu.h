@@ -14,7 +14,20 @@
 #ifndef HETMM_RCU_H
 #define HETMM_RCU_H
 
-#ifndef _LGPL_SOURCE
+/*
+ * Normal builds inline liburcu's read-side fast paths (_LGPL_SOURCE).
+ * ThreadSanitizer builds call the out-of-line versions instead: the inline
+ * ones use volatile accesses TSan would report, while the library itself is
+ * not instrumented, so TSan treats its internals as opaque.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define HETMM_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HETMM_TSAN 1
+#endif
+#endif
+#if !defined(HETMM_TSAN) && !defined(_LGPL_SOURCE)
 #define _LGPL_SOURCE
 #endif
 #include <urcu/urcu-memb.h>
@@ -31,6 +44,19 @@ static inline void hetmm_rcu_ensure_registered(void)
 	if (unlikely(!__hetmm_rcu_registered))
 		__hetmm_rcu_register_slow();
 }
+
+/*
+ * Publication and dereference are plain C11 atomics (release store, acquire
+ * load: a normal load on x86), so both the compiler and TSan see the
+ * ordering.
+ */
+#undef rcu_dereference
+#undef rcu_assign_pointer
+#undef rcu_xchg_pointer
+#undef rcu_cmpxchg_pointer
+#define rcu_dereference(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define rcu_assign_pointer(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#define rcu_xchg_pointer(pp, v) __atomic_exchange_n((pp), (v), __ATOMIC_ACQ_REL)
 
 #undef rcu_read_lock
 #undef rcu_read_unlock

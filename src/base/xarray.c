@@ -61,6 +61,11 @@
  * @parent: the node above, NULL for the root. Under xa_lock; readers
  *	never use it.
  * @array: the xarray this node belongs to (checked by xa_validate()).
+ * @retired: set (release) when the node is handed to call_rcu() and read
+ *	(acquire) by the callback: this checks that only retired nodes are
+ *	freed, and shows ThreadSanitizer the hand-off from the thread that
+ *	unlinked the node to the callback thread, which liburcu performs
+ *	in code TSan does not see.
  * @rcu: for call_rcu() when the node is freed.
  * @slots: child nodes (@shift > 0) or entries (@shift == 0); written
  *	with release stores under xa_lock, read with acquire loads.
@@ -73,6 +78,7 @@ struct xa_node {
 	unsigned char count;
 	struct xa_node *parent;
 	struct xarray *array;
+	bool retired;
 	struct rcu_head rcu;
 	void *slots[XA_CHUNK_SIZE];
 	uint64_t marks[XA_MAX_MARKS];
@@ -201,13 +207,18 @@ static void xa_node_free_now(struct xa_node *node)
 
 static void xa_node_free_rcu(struct rcu_head *head)
 {
-	xa_node_free_now(container_of(head, struct xa_node, rcu));
+	struct xa_node *node = container_of(head, struct xa_node, rcu);
+
+	HETMM_BUG_ON(!__atomic_load_n(&node->retired, __ATOMIC_ACQUIRE));
+	xa_node_free_now(node);
 }
 
 /* @node has just been unlinked from @xa: free it after a grace period. */
 static void xa_node_retire(struct xarray *xa, struct xa_node *node)
 {
 	WRITE_ONCE(xa->_nr_nodes, xa->_nr_nodes - 1);
+	HETMM_DEBUG_BUG_ON(node->retired);
+	__atomic_store_n(&node->retired, true, __ATOMIC_RELEASE);
 	call_rcu(&node->rcu, xa_node_free_rcu);
 }
 

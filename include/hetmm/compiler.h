@@ -35,6 +35,12 @@
 #endif
 #define __printf(a, b) __attribute__((format(printf, a, b)))
 #define __must_check __attribute__((warn_unused_result))
+/*
+ * Thread-local variables of the library. initial-exec keeps each access a
+ * single %fs-relative load even in -fPIC objects (the library is never
+ * dlopen()ed after start-up, which is that model's one requirement).
+ */
+#define __hetmm_tls _Thread_local __attribute__((tls_model("initial-exec")))
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define container_of(ptr, type, member) \

@@ -26,7 +26,7 @@
 #include "compiler.h"
 
 unsigned int __hetmm_thread_id_slow(void);
-extern _Thread_local unsigned int __hetmm_tid;
+extern __hetmm_tls unsigned int __hetmm_tid;
 
 /* Small unique id of the calling thread (never 0). */
 static inline unsigned int hetmm_thread_id(void)

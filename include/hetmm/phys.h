@@ -214,9 +214,33 @@ int hetmm_machine_config_check(const struct hetmm_machine_config *cfg,
 /* Free everything; pages still allocated are simply dropped. */
 void hetmm_machine_destroy(struct hetmm_machine *m);
 
+/*
+ * A one-entry per-thread cache of the last machine whose memmap a page
+ * pointer fell in, so page_machine() -- and with it page_to_pfn() and
+ * page_address() -- need not load the struct page itself (the kernel gets
+ * the same from its fixed vmemmap and direct map). hetmm_machine_gen
+ * changes whenever a machine is destroyed, which invalidates every cache.
+ */
+struct hetmm_machine_cache {
+	uintptr_t lo, hi;
+	struct hetmm_machine *m;
+	unsigned long gen;
+};
+
+extern __hetmm_tls struct hetmm_machine_cache __hetmm_mcache;
+extern unsigned long hetmm_machine_gen;
+struct hetmm_machine *__page_machine_slow(const struct page *page);
+
 static inline struct hetmm_machine *page_machine(const struct page *page)
 {
-	return hetmm_machines[page->machine_id];
+	struct hetmm_machine_cache *c = &__hetmm_mcache;
+	uintptr_t p = (uintptr_t)page;
+
+	if (likely(p - c->lo < c->hi - c->lo &&
+		   c->gen == __atomic_load_n(&hetmm_machine_gen,
+					     __ATOMIC_ACQUIRE)))
+		return c->m;
+	return __page_machine_slow(page);
 }
 
 static inline struct hetmm_machine *folio_machine(const struct folio *folio)

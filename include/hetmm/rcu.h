@@ -36,7 +36,7 @@
 
 #include "compiler.h"
 
-extern _Thread_local bool __hetmm_rcu_registered;
+extern __hetmm_tls bool __hetmm_rcu_registered;
 void __hetmm_rcu_register_slow(void);
 
 static inline void hetmm_rcu_ensure_registered(void)

@@ -57,7 +57,7 @@ struct hetmm_stat_block {
 	uint64_t v[NR_HETMM_STATS];
 };
 
-extern _Thread_local struct hetmm_stat_block *__hetmm_stat_blk;
+extern __hetmm_tls struct hetmm_stat_block *__hetmm_stat_blk;
 struct hetmm_stat_block *__hetmm_stat_block_slow(void);
 
 /* Add @n to counter @item of the calling thread. */

@@ -27,7 +27,7 @@ void hetmm_warn(const char *file, int line, const char *func, const char *expr)
 		expr);
 }
 
-_Thread_local unsigned int __hetmm_tid;
+__hetmm_tls unsigned int __hetmm_tid;
 static atomic_uint hetmm_next_tid = 1;
 
 unsigned int __hetmm_thread_id_slow(void)

@@ -10,7 +10,7 @@
 
 #include <hetmm/rcu.h>
 
-_Thread_local bool __hetmm_rcu_registered;
+__hetmm_tls bool __hetmm_rcu_registered;
 static pthread_key_t rcu_key;
 static pthread_once_t rcu_once = PTHREAD_ONCE_INIT;
 

@@ -21,7 +21,7 @@ struct stat_node {
 	struct list_head link;
 };
 
-_Thread_local struct hetmm_stat_block *__hetmm_stat_blk;
+__hetmm_tls struct hetmm_stat_block *__hetmm_stat_blk;
 
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 static LIST_HEAD(stats_live);

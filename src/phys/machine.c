@@ -19,6 +19,21 @@
 
 struct hetmm_machine *hetmm_machines[HETMM_MAX_MACHINES];
 static pthread_mutex_t machines_lock = PTHREAD_MUTEX_INITIALIZER;
+__hetmm_tls struct hetmm_machine_cache __hetmm_mcache;
+unsigned long hetmm_machine_gen = 1;
+
+struct hetmm_machine *__page_machine_slow(const struct page *page)
+{
+	struct hetmm_machine *m = __atomic_load_n(
+		&hetmm_machines[page->machine_id], __ATOMIC_ACQUIRE);
+	struct hetmm_machine_cache *c = &__hetmm_mcache;
+
+	c->gen = __atomic_load_n(&hetmm_machine_gen, __ATOMIC_ACQUIRE);
+	c->lo = (uintptr_t)m->vmemmap;
+	c->hi = (uintptr_t)(m->vmemmap + m->max_pfn);
+	c->m = m;
+	return m;
+}
 
 #define MAX_BLOCK_BYTES (PAGE_SIZE << MAX_PAGE_ORDER)
 /* 2^52 bytes of physical address space is plenty for a simulation. */
@@ -120,6 +135,12 @@ struct hetmm_machine *hetmm_machine_create(const struct hetmm_machine_config *cf
 		m->arena = reserve(m->arena_bytes);
 		if (!m->arena)
 			goto out_unmap_memmap;
+		/*
+		 * The kernel reaches RAM through a direct map built of huge
+		 * pages; back the arena with host THPs where the host allows,
+		 * so copies and zeroing are not dominated by host TLB misses.
+		 */
+		madvise(m->arena, m->arena_bytes, MADV_HUGEPAGE);
 	}
 	ret = machine_table_add(m);
 	if (ret)
@@ -167,6 +188,8 @@ void hetmm_machine_destroy(struct hetmm_machine *m)
 		return;
 	pthread_mutex_lock(&machines_lock);
 	__atomic_store_n(&hetmm_machines[m->id], NULL, __ATOMIC_RELEASE);
+	/* Invalidate every thread's page_machine() cache. */
+	__atomic_fetch_add(&hetmm_machine_gen, 1, __ATOMIC_ACQ_REL);
 	pthread_mutex_unlock(&machines_lock);
 	if (m->arena)
 		munmap(m->arena, m->arena_bytes);

@@ -233,13 +233,12 @@ struct hetmm_machine *__page_machine_slow(const struct page *page);
 
 static inline struct hetmm_machine *page_machine(const struct page *page)
 {
-	struct hetmm_machine_cache *c = &__hetmm_mcache;
 	uintptr_t p = (uintptr_t)page;
 
-	if (likely(p - c->lo < c->hi - c->lo &&
-		   c->gen == __atomic_load_n(&hetmm_machine_gen,
-					     __ATOMIC_ACQUIRE)))
-		return c->m;
+	if (likely(p - __hetmm_mcache.lo < __hetmm_mcache.hi - __hetmm_mcache.lo &&
+		   __hetmm_mcache.gen == __atomic_load_n(&hetmm_machine_gen,
+							 __ATOMIC_ACQUIRE)))
+		return __hetmm_mcache.m;
 	return __page_machine_slow(page);
 }
 

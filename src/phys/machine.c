@@ -26,12 +26,11 @@ struct hetmm_machine *__page_machine_slow(const struct page *page)
 {
 	struct hetmm_machine *m = __atomic_load_n(
 		&hetmm_machines[page->machine_id], __ATOMIC_ACQUIRE);
-	struct hetmm_machine_cache *c = &__hetmm_mcache;
-
-	c->gen = __atomic_load_n(&hetmm_machine_gen, __ATOMIC_ACQUIRE);
-	c->lo = (uintptr_t)m->vmemmap;
-	c->hi = (uintptr_t)(m->vmemmap + m->max_pfn);
-	c->m = m;
+	__hetmm_mcache.gen = __atomic_load_n(&hetmm_machine_gen,
+					     __ATOMIC_ACQUIRE);
+	__hetmm_mcache.lo = (uintptr_t)m->vmemmap;
+	__hetmm_mcache.hi = (uintptr_t)(m->vmemmap + m->max_pfn);
+	__hetmm_mcache.m = m;
 	return m;
 }
 

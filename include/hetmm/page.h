@@ -300,24 +300,10 @@ static inline void get_page(struct page *page)
 }
 
 /*
- * folio_try_get - take a reference unless the count is zero (the folio is
- * free or being freed). Used by lock-free walkers (GUP-fast).
+ * folio_ref_try_add - add @refs references unless the count is zero (the
+ * folio is free or being freed). Used by lock-free walkers (GUP-fast),
+ * which must re-check afterwards that the page still belongs to the folio.
  */
-static inline bool folio_try_get(struct folio *folio)
-{
-	int v = atomic_load_explicit(&folio->page._refcount,
-				     memory_order_relaxed);
-
-	do {
-		if (v <= 0)
-			return false;
-	} while (!atomic_compare_exchange_weak_explicit(
-		&folio->page._refcount, &v, v + 1, memory_order_acquire,
-		memory_order_relaxed));
-	return true;
-}
-
-/* Like folio_try_get() but adds @refs at once. */
 static inline bool folio_ref_try_add(struct folio *folio, int refs)
 {
 	int v = atomic_load_explicit(&folio->page._refcount,
@@ -330,6 +316,11 @@ static inline bool folio_ref_try_add(struct folio *folio, int refs)
 		&folio->page._refcount, &v, v + refs, memory_order_acquire,
 		memory_order_relaxed));
 	return true;
+}
+
+static inline bool folio_try_get(struct folio *folio)
+{
+	return folio_ref_try_add(folio, 1);
 }
 
 void __folio_put_last(struct folio *folio, int newcount);

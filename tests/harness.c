@@ -24,6 +24,7 @@ void test_machine_finish(struct hetmm_machine *m)
 	int ret;
 	long in_use;
 
+	rcu_barrier(); /* frames freed through call_rcu() are back */
 	drain_all_pages(m);
 	ret = hetmm_check(m);
 	if (ret)

@@ -39,6 +39,8 @@
 
 #include "compiler.h"
 #include "list.h"
+#include "lock.h"
+#include "rcu.h"
 
 #define PAGE_SHIFT 12
 #define PAGE_SIZE (1UL << PAGE_SHIFT)
@@ -109,7 +111,11 @@ struct dev_pagemap;
  * @mapping: anon_vma-like object for anon folios, address_space for file
  *           folios, NULL otherwise.
  * @index: page offset within @mapping (or the anon linear index).
+ * @ptl: PG_pgtable pages only: the split page-table lock of this table
+ *       (shares storage with @mapping, unused for table pages).
+ * @pt_used: PG_pgtable pages only: non-none entries in the table.
  * @lru: free-list / per-thread-list / LRU linkage (RAM pages).
+ * @rcu: PG_pgtable pages only, while waiting for a grace period to be freed.
  * @pgmap: ZONE_DEVICE only: the owning dev_pagemap (device pages are never
  *         on a list, so they reuse @lru's storage, as the kernel does).
  * @zone_device_data: ZONE_DEVICE only: the driver's per-page pointer.
@@ -125,16 +131,28 @@ struct page {
 	atomic_int _large_mapcount;
 	atomic_int _entire_mapcount;
 	atomic_int _pincount;
-	void *mapping;
-	pgoff_t index;
+	union {
+		struct {
+			void *mapping;
+			pgoff_t index;
+		};
+		struct {
+			spinlock_t ptl;
+			unsigned long pt_used;
+		};
+	};
 	union {
 		struct list_head lru;
 		struct {
 			struct dev_pagemap *pgmap;
 			void *zone_device_data;
 		};
+		struct rcu_head rcu;
 	};
 };
+static_assert(sizeof(spinlock_t) <= sizeof(void *), "ptl fits in mapping");
+static_assert(sizeof(struct rcu_head) <= sizeof(struct list_head),
+	      "rcu_head fits in lru");
 static_assert(sizeof(struct page) <= 64, "struct page must fit 64 bytes");
 
 /** struct folio - a head page; see the file comment. */

@@ -154,7 +154,9 @@ enum hetmm_subsys {
  * struct hetmm_machine - one simulated machine.
  * @id: index in the machine table (struct page::machine_id).
  * @vmemmap: struct page array for pfns [0, max_pfn).
- * @arena: frame bytes for pfns [0, max_pfn), or NULL if metadata-only.
+ * @frames: host bytes for every pfn [0, max_pfn), always reserved (untouched
+ *          frames cost nothing); page tables live here on every machine.
+ * @arena: == @frames if frames carry user data, NULL if metadata-only.
  * @zones: ZONE_NORMAL and ZONE_MOVABLE (the latter empty if not configured).
  * @zero_page: the shared zero page (reserved, never freed).
  * @faults: this machine's fault-injection sites.
@@ -171,6 +173,7 @@ struct hetmm_machine {
 
 	struct page *vmemmap;
 	size_t vmemmap_bytes;
+	unsigned char *frames;
 	unsigned char *arena;
 	size_t arena_bytes;
 
@@ -280,6 +283,22 @@ static inline void *page_address(const struct page *page)
 static inline void *folio_address(const struct folio *folio)
 {
 	return page_address(&folio->page);
+}
+
+/*
+ * Host address of a frame's bytes on any machine, metadata-only included:
+ * for memory the simulator itself keeps in frames (page tables).
+ */
+static inline void *page_frame(const struct page *page)
+{
+	struct hetmm_machine *m = page_machine(page);
+
+	return m->frames + (page - m->vmemmap) * PAGE_SIZE;
+}
+
+static inline void *pfn_frame(struct hetmm_machine *m, unsigned long pfn)
+{
+	return m->frames + pfn * PAGE_SIZE;
 }
 
 /*

@@ -129,11 +129,12 @@ struct hetmm_machine *hetmm_machine_create(const struct hetmm_machine_config *cf
 	m->vmemmap = reserve(m->vmemmap_bytes);
 	if (!m->vmemmap)
 		goto out_free;
+	m->arena_bytes = m->max_pfn * PAGE_SIZE;
+	m->frames = reserve(m->arena_bytes);
+	if (!m->frames)
+		goto out_unmap_memmap;
 	if (cfg->carry_data) {
-		m->arena_bytes = m->max_pfn * PAGE_SIZE;
-		m->arena = reserve(m->arena_bytes);
-		if (!m->arena)
-			goto out_unmap_memmap;
+		m->arena = m->frames;
 		/*
 		 * The kernel reaches RAM through a direct map built of huge
 		 * pages; back the arena with host THPs where the host allows,
@@ -171,8 +172,7 @@ out_destroy:
 	hetmm_machine_destroy(m);
 	return ERR_PTR(ret);
 out_unmap_arena:
-	if (m->arena)
-		munmap(m->arena, m->arena_bytes);
+	munmap(m->frames, m->arena_bytes);
 out_unmap_memmap:
 	munmap(m->vmemmap, m->vmemmap_bytes);
 out_free:
@@ -190,8 +190,7 @@ void hetmm_machine_destroy(struct hetmm_machine *m)
 	/* Invalidate every thread's page_machine() cache. */
 	__atomic_fetch_add(&hetmm_machine_gen, 1, __ATOMIC_ACQ_REL);
 	pthread_mutex_unlock(&machines_lock);
-	if (m->arena)
-		munmap(m->arena, m->arena_bytes);
+	munmap(m->frames, m->arena_bytes);
 	munmap(m->vmemmap, m->vmemmap_bytes);
 	free(m->check_report);
 	mutex_destroy(&m->check_lock);

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: MIT
+/*
+ * mm.c - address-space lifetime: mm_alloc, mmget/mmput, mmgrab/mmdrop.
+ *
+ * Locking and invariants:
+ *   - mm_users > 0 implies mm_count > 0 (all users together hold one
+ *     mm_count reference).
+ *   - exit_mmap() runs exactly once, when mm_users drops to zero, with no
+ *     other user left, and tears down every mapping.
+ *   - asids are unique per live mm of a process (never reused while the
+ *     struct lives, so TLB tags cannot alias).
+ */
+#include <string.h>
+
+#include <hetmm/err.h>
+#include <hetmm/mm.h>
+
+static atomic_uint next_asid = 1;
+
+struct mm_struct *mm_alloc(struct hetmm_machine *m)
+{
+	struct mm_struct *mm;
+
+	if (!m)
+		return ERR_PTR(-EINVAL);
+	mm = calloc(1, sizeof(*mm));
+	if (!mm)
+		return ERR_PTR(-ENOMEM);
+	mm->machine = m;
+	init_rwsem(&mm->mmap_lock);
+	mm->mm_rb = RB_ROOT;
+	atomic_init(&mm->mm_users, 1);
+	atomic_init(&mm->mm_count, 1);
+	atomic_init(&mm->flags, 0);
+	seqcount_init(&mm->write_protect_seq);
+	mm->asid = atomic_fetch_add(&next_asid, 1);
+	atomic_init(&mm->nr_pt_pages, 0);
+	if (pgd_alloc(mm)) {
+		rwsem_destroy(&mm->mmap_lock);
+		free(mm);
+		return ERR_PTR(-ENOMEM);
+	}
+	return mm;
+}
+
+void mmget(struct mm_struct *mm)
+{
+	HETMM_DEBUG_BUG_ON(atomic_load(&mm->mm_users) <= 0);
+	atomic_fetch_add(&mm->mm_users, 1);
+}
+
+bool mmget_not_zero(struct mm_struct *mm)
+{
+	int v = atomic_load(&mm->mm_users);
+
+	do {
+		if (v <= 0)
+			return false;
+	} while (!atomic_compare_exchange_weak(&mm->mm_users, &v, v + 1));
+	return true;
+}
+
+void mmgrab(struct mm_struct *mm)
+{
+	atomic_fetch_add(&mm->mm_count, 1);
+}
+
+void mmdrop(struct mm_struct *mm)
+{
+	int v = atomic_fetch_sub(&mm->mm_count, 1) - 1;
+
+	HETMM_BUG_ON(v < 0);
+	if (v)
+		return;
+	rwsem_destroy(&mm->mmap_lock);
+	free(mm);
+}
+
+/*
+ * Tear down the address space; the last user is gone: every VMA goes and
+ * the page tables are freed.
+ */
+static void exit_mmap(struct mm_struct *mm)
+{
+	struct rb_node *n;
+
+	mmap_write_lock(mm);
+	while ((n = rb_first(&mm->mm_rb))) {
+		struct vm_area_struct *vma =
+			rb_entry(n, struct vm_area_struct, vm_rb);
+
+		vma_unlink(vma);
+		free(vma);
+	}
+	free_pgd_range(mm, 0, TASK_SIZE);
+	mmap_write_unlock(mm);
+	HETMM_WARN_ON_ONCE(mm->pgd != NULL);
+}
+
+void mmput(struct mm_struct *mm)
+{
+	int v = atomic_fetch_sub(&mm->mm_users, 1) - 1;
+
+	HETMM_BUG_ON(v < 0);
+	if (v)
+		return;
+	exit_mmap(mm);
+	mmdrop(mm);
+}

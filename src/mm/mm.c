@@ -14,6 +14,7 @@
 
 #include <hetmm/err.h>
 #include <hetmm/mm.h>
+#include <hetmm/uapi.h>
 
 static atomic_uint next_asid = 1;
 
@@ -89,6 +90,7 @@ static void exit_mmap(struct mm_struct *mm)
 		struct vm_area_struct *vma =
 			rb_entry(n, struct vm_area_struct, vm_rb);
 
+		zap_page_range(vma, vma->vm_start, vma->vm_end);
 		vma_unlink(vma);
 		free(vma);
 	}

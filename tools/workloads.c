@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <hetmm/hetmm.h>
+#include <hetmm/uapi.h>
 
 #include "cli.h"
 
@@ -159,6 +160,149 @@ static void *phys_worker_fn(void *arg)
 	return NULL;
 }
 
+/* ------------------------------------------------------ processes tour */
+
+struct proc_worker {
+	struct mm_struct *shared; /* one mm all workers touch (disjoint parts) */
+	unsigned int cpu;
+	uint64_t seed;
+	unsigned long pages;      /* pages of private memory */
+	unsigned long written, verified, errors, segv_ok, pt_pages;
+	int failed;               /* first unexpected error */
+};
+
+/*
+ * One CPU thread: a process of its own that maps anonymous memory, reads
+ * some of it before writing (zero page), writes a pattern, punches holes
+ * with munmap, checks that reads there fault, verifies the rest, and
+ * exits; plus its own slice of a shared process.
+ */
+static void *proc_worker_fn(void *arg)
+{
+	struct proc_worker *w = arg;
+	struct hetmm_machine *m = w->shared->machine;
+	struct mm_struct *mm = hetmm_process_create(m);
+	unsigned long len = w->pages * PAGE_SIZE;
+	uint64_t s = w->seed, v;
+	long a, b;
+
+	if (IS_ERR(mm)) {
+		w->failed = (int)PTR_ERR(mm);
+		return NULL;
+	}
+	a = hetmm_mmap(mm, 0, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (a < 0) {
+		w->failed = (int)a;
+		goto out;
+	}
+	/* Read the first quarter before writing: zero-page mappings. */
+	for (unsigned long i = 0; i < w->pages / 4; i++) {
+		if (hetmm_cpu_read(mm, w->cpu, a + i * PAGE_SIZE, &v, sizeof(v)) ||
+		    v != 0)
+			w->errors++;
+	}
+	for (unsigned long i = 0; i < w->pages; i++) {
+		v = (uint64_t)a + i * 7919;
+		if (hetmm_cpu_write(mm, w->cpu, a + i * PAGE_SIZE + (i % 500) * 8,
+				    &v, sizeof(v)))
+			w->errors++;
+		w->written++;
+	}
+	w->pt_pages = (unsigned long)atomic_load(&mm->nr_pt_pages);
+	/* Punch a hole in the middle: reads there must fault. */
+	if (hetmm_munmap(mm, a + len / 4, len / 4))
+		w->errors++;
+	for (unsigned long i = 0; i < w->pages; i++) {
+		int ret = hetmm_cpu_read(mm, w->cpu,
+					 a + i * PAGE_SIZE + (i % 500) * 8, &v,
+					 sizeof(v));
+		bool hole = i >= w->pages / 4 && i < w->pages / 2;
+
+		if (hole) {
+			if (ret == -EFAULT)
+				w->segv_ok++;
+			else
+				w->errors++;
+		} else if (ret || v != (uint64_t)a + i * 7919) {
+			w->errors++;
+		} else {
+			w->verified++;
+		}
+	}
+	/* Our slice of the shared process (mapped by the leader). */
+	b = (long)HETMM_MMAP_BASE - (long)(w->cpu + 1) * 64 * (long)PAGE_SIZE;
+	for (unsigned long i = 0; i < 64; i++) {
+		v = rng_next(&s);
+		if (hetmm_cpu_write(w->shared, w->cpu, b + i * PAGE_SIZE, &v,
+				    sizeof(v)))
+			w->errors++;
+		uint64_t back = 0;
+
+		if (hetmm_cpu_read(w->shared, w->cpu, b + i * PAGE_SIZE, &back,
+				   sizeof(back)) ||
+		    back != v)
+			w->errors++;
+	}
+out:
+	hetmm_exit(mm);
+	return NULL;
+}
+
+static int run_processes(struct hetmm_machine *m, unsigned int nthreads,
+			 uint64_t seed, struct report *r)
+{
+	struct proc_worker w[16];
+	pthread_t t[16];
+	struct mm_struct *shared = hetmm_process_create(m);
+	unsigned long written = 0, verified = 0, errors = 0, segv = 0, pt = 0;
+	int failed = 0;
+	long a;
+
+	if (IS_ERR(shared))
+		return (int)PTR_ERR(shared);
+	a = hetmm_mmap(shared, HETMM_MMAP_BASE - nthreads * 64 * PAGE_SIZE,
+		       nthreads * 64 * PAGE_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (a < 0) {
+		hetmm_exit(shared);
+		return (int)a;
+	}
+	for (unsigned int i = 0; i < nthreads; i++) {
+		w[i] = (struct proc_worker){ .shared = shared,
+					     .cpu = i % m->cfg.nr_cpus,
+					     .seed = seed + i,
+					     .pages = 4096 };
+		pthread_create(&t[i], NULL, proc_worker_fn, &w[i]);
+	}
+	for (unsigned int i = 0; i < nthreads; i++) {
+		pthread_join(t[i], NULL);
+		written += w[i].written;
+		verified += w[i].verified;
+		errors += w[i].errors;
+		segv += w[i].segv_ok;
+		pt += w[i].pt_pages;
+		if (w[i].failed && !failed)
+			failed = w[i].failed;
+	}
+	hetmm_exit(shared);
+	rcu_barrier();
+	drain_all_pages(m);
+	report_section(r, "processes");
+	report_u64(r, "processes", nthreads + 1, NULL);
+	report_u64(r, "pages_written", written, NULL);
+	report_u64(r, "pages_verified", verified, NULL);
+	report_u64(r, "expected_sigsegv", segv, "(reads of unmapped holes)");
+	report_u64(r, "page_table_pages_per_process", nthreads ? pt / nthreads : 0,
+		   "(at peak)");
+	report_u64(r, "errors", errors, NULL);
+	report_i64(r, "pages_in_use_after_exit", hetmm_pages_in_use(m), "pages");
+	report_end(r);
+	if (failed)
+		return failed;
+	return errors ? -EUCLEAN : 0;
+}
+
 static int wl_default(const struct run_opts *o, struct report *r)
 {
 	struct hetmm_machine_config cfg;
@@ -207,8 +351,6 @@ static int wl_default(const struct run_opts *o, struct report *r)
 		bytes += w[i].bytes_checked;
 	}
 	t1 = now_ns();
-	hetmm_stats_read(&after);
-	hetmm_stats_diff(&d, &after, &before);
 
 	report_section(r, "phys");
 	report_u64(r, "cpu_threads", nthreads, NULL);
@@ -226,10 +368,16 @@ static int wl_default(const struct run_opts *o, struct report *r)
 	report_i64(r, "pages_in_use_at_end", hetmm_pages_in_use(m), "pages");
 	report_f64(r, "elapsed", (double)(t1 - t0) / 1e6, "ms");
 	report_end(r);
+	int pret = run_processes(m, nthreads, o->seed, r);
+
+	hetmm_stats_read(&after);
+	hetmm_stats_diff(&d, &after, &before);
 	report_stats(r, &d);
 	ret = report_check(r, m);
 	if (!ret && (errors || hetmm_pages_in_use(m)))
 		ret = -EUCLEAN;
+	if (!ret)
+		ret = pret;
 	hetmm_machine_destroy(m);
 	return ret;
 }

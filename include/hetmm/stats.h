@@ -35,7 +35,17 @@
 	X(page_copy, "pages copied by copy_highpage/folio_mc_copy (4 KiB units)") \
 	X(folio_lock_wait, "folio_lock calls that had to sleep")                \
 	X(bad_page, "bad page reports (double free, refcount underflow...)")    \
-	X(fault_injected, "failures injected by the fault-injection facility")
+	X(fault_injected, "failures injected by the fault-injection facility") \
+	/* mm: faults and page tables */                                        \
+	X(fault_zero_page, "read faults that mapped the shared zero page")      \
+	X(fault_zero_fill, "write faults that allocated a zeroed anon page")    \
+	X(fault_wp_reuse, "write/unshare faults that reused the page in place") \
+	X(fault_wp_copy, "write faults that copied the page (COW)")             \
+	X(fault_unshare_copy, "unshare faults that copied the page")            \
+	X(fault_sigsegv, "faults refused: no mapping or no permission")         \
+	X(pt_page_alloc, "page-table frames allocated")                         \
+	X(pt_page_free, "page-table frames freed (after an RCU grace period)")  \
+	X(pte_zapped, "page-table entries cleared by munmap/exit")
 
 enum hetmm_stat_item {
 #define __HETMM_STAT_ENUM(name, desc) HETMM_STAT_##name,

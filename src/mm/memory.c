@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include <hetmm/err.h>
+#include <hetmm/stats.h>
 #include <hetmm/uapi.h>
 
 static unsigned long zero_pfn(struct mm_struct *mm)
@@ -109,6 +110,8 @@ static int do_anonymous_page(struct vm_area_struct *vma, pmd_t *pmd,
 		page_add_pte_rmap(&folio->page);
 	set_pte(pte, entry);
 	spin_unlock(ptl);
+	count_stat(folio ? HETMM_STAT_fault_zero_fill :
+			   HETMM_STAT_fault_zero_page);
 	return 0;
 }
 
@@ -153,6 +156,7 @@ static int do_wp_page(struct vm_area_struct *vma, pte_t *pte, spinlock_t *ptl,
 			set_pte(pte, entry);
 		}
 		spin_unlock(ptl);
+		count_stat(HETMM_STAT_fault_wp_reuse);
 		return 0;
 	}
 	/* Copy: a fresh exclusive page replaces the shared one. */
@@ -176,6 +180,8 @@ static int do_wp_page(struct vm_area_struct *vma, pte_t *pte, spinlock_t *ptl,
 		page_remove_pte_rmap(old);
 		put_page(old);
 	}
+	count_stat(unshare ? HETMM_STAT_fault_unshare_copy :
+			     HETMM_STAT_fault_wp_copy);
 	return 0;
 }
 
@@ -255,6 +261,7 @@ static int zap_pte(pte_t *pte, unsigned long addr, unsigned long next,
 	if (pte_none(old))
 		return 0;
 	z->zapped++;
+	count_stat(HETMM_STAT_pte_zapped);
 	if (!pte_present(old)) {
 		HETMM_WARN_ON_ONCE(1); /* no softleaf kinds are created yet */
 		return 0;
@@ -297,8 +304,10 @@ static int access_one_page(struct mm_struct *mm, unsigned long addr,
 	unsigned long need = write ? VM_WRITE : VM_READ;
 	int ret;
 
-	if (!vma || !(vma->vm_flags & need))
+	if (!vma || !(vma->vm_flags & need)) {
+		count_stat(HETMM_STAT_fault_sigsegv);
 		return -EFAULT;
+	}
 	for (;;) {
 		pmd_t *pmd = mm_find_pmd(mm, addr);
 		spinlock_t *ptl;

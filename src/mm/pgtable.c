@@ -18,6 +18,7 @@
 
 #include <hetmm/err.h>
 #include <hetmm/mm.h>
+#include <hetmm/stats.h>
 
 static struct page *pt_frame_alloc(struct mm_struct *mm)
 {
@@ -34,6 +35,7 @@ static struct page *pt_frame_alloc(struct mm_struct *mm)
 	spin_lock_init(&page->ptl);
 	page->pt_used = 0;
 	atomic_fetch_add(&mm->nr_pt_pages, 1);
+	count_stat(HETMM_STAT_pt_page_alloc);
 	return page;
 }
 
@@ -46,6 +48,7 @@ static void pt_frame_free_rcu(struct rcu_head *head)
 	page->index = 0;
 	INIT_LIST_HEAD(&page->lru);
 	put_page(page);
+	count_stat(HETMM_STAT_pt_page_free);
 }
 
 /* Free a table frame after a grace period. */
@@ -89,6 +92,7 @@ static int install_table(struct mm_struct *mm, pte_t *entry)
 	spin_unlock(&mm->page_table_lock);
 	if (page) { /* somebody else installed one first */
 		atomic_fetch_sub(&mm->nr_pt_pages, 1);
+		count_stat(HETMM_STAT_pt_page_free);
 		PageClearFlag(page, PG_pgtable);
 		page->mapping = NULL;
 		put_page(page);

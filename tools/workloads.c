@@ -167,7 +167,7 @@ struct proc_worker {
 	unsigned int cpu;
 	uint64_t seed;
 	unsigned long pages;      /* pages of private memory */
-	unsigned long written, verified, errors, segv_ok, pt_pages;
+	unsigned long written, verified, errors, segv_ok, pt_pages, oom;
 	int failed;               /* first unexpected error */
 };
 
@@ -184,10 +184,15 @@ static void *proc_worker_fn(void *arg)
 	struct mm_struct *mm = hetmm_process_create(m);
 	unsigned long len = w->pages * PAGE_SIZE;
 	uint64_t s = w->seed, v;
+	bool *landed = calloc(w->pages, sizeof(bool));
 	long a, b;
+	int ret;
 
-	if (IS_ERR(mm)) {
-		w->failed = (int)PTR_ERR(mm);
+	if (IS_ERR(mm) || !landed) {
+		free(landed);
+		if (!IS_ERR(mm))
+			hetmm_exit(mm);
+		w->failed = IS_ERR(mm) ? (int)PTR_ERR(mm) : -ENOMEM;
 		return NULL;
 	}
 	a = hetmm_mmap(mm, 0, len, PROT_READ | PROT_WRITE,
@@ -197,16 +202,26 @@ static void *proc_worker_fn(void *arg)
 		goto out;
 	}
 	/* Read the first quarter before writing: zero-page mappings. */
+	/* -ENOMEM (memory exhausted or injected) is an outcome, not an error. */
 	for (unsigned long i = 0; i < w->pages / 4; i++) {
-		if (hetmm_cpu_read(mm, w->cpu, a + i * PAGE_SIZE, &v, sizeof(v)) ||
-		    v != 0)
+		ret = hetmm_cpu_read(mm, w->cpu, a + i * PAGE_SIZE, &v, sizeof(v));
+		if (ret == -ENOMEM)
+			w->oom++;
+		else if (ret || v != 0)
 			w->errors++;
 	}
 	for (unsigned long i = 0; i < w->pages; i++) {
 		v = (uint64_t)a + i * 7919;
-		if (hetmm_cpu_write(mm, w->cpu, a + i * PAGE_SIZE + (i % 500) * 8,
-				    &v, sizeof(v)))
+		ret = hetmm_cpu_write(mm, w->cpu,
+				      a + i * PAGE_SIZE + (i % 500) * 8, &v,
+				      sizeof(v));
+		if (ret == -ENOMEM) {
+			w->oom++;
+			continue;
+		}
+		if (ret)
 			w->errors++;
+		landed[i] = !ret;
 		w->written++;
 	}
 	w->pt_pages = (unsigned long)atomic_load(&mm->nr_pt_pages);
@@ -214,16 +229,18 @@ static void *proc_worker_fn(void *arg)
 	if (hetmm_munmap(mm, a + len / 4, len / 4))
 		w->errors++;
 	for (unsigned long i = 0; i < w->pages; i++) {
-		int ret = hetmm_cpu_read(mm, w->cpu,
-					 a + i * PAGE_SIZE + (i % 500) * 8, &v,
-					 sizeof(v));
 		bool hole = i >= w->pages / 4 && i < w->pages / 2;
 
+		ret = hetmm_cpu_read(mm, w->cpu,
+				     a + i * PAGE_SIZE + (i % 500) * 8, &v,
+				     sizeof(v));
 		if (hole) {
 			if (ret == -EFAULT)
 				w->segv_ok++;
 			else
 				w->errors++;
+		} else if (ret == -ENOMEM || (!ret && !landed[i] && v == 0)) {
+			w->oom += ret == -ENOMEM;
 		} else if (ret || v != (uint64_t)a + i * 7919) {
 			w->errors++;
 		} else {
@@ -233,18 +250,24 @@ static void *proc_worker_fn(void *arg)
 	/* Our slice of the shared process (mapped by the leader). */
 	b = (long)HETMM_MMAP_BASE - (long)(w->cpu + 1) * 64 * (long)PAGE_SIZE;
 	for (unsigned long i = 0; i < 64; i++) {
-		v = rng_next(&s);
-		if (hetmm_cpu_write(w->shared, w->cpu, b + i * PAGE_SIZE, &v,
-				    sizeof(v)))
-			w->errors++;
 		uint64_t back = 0;
 
-		if (hetmm_cpu_read(w->shared, w->cpu, b + i * PAGE_SIZE, &back,
-				   sizeof(back)) ||
-		    back != v)
+		v = rng_next(&s);
+		ret = hetmm_cpu_write(w->shared, w->cpu, b + i * PAGE_SIZE, &v,
+				      sizeof(v));
+		if (ret == -ENOMEM) {
+			w->oom++;
+			continue;
+		}
+		if (ret)
+			w->errors++;
+		ret = hetmm_cpu_read(w->shared, w->cpu, b + i * PAGE_SIZE, &back,
+				     sizeof(back));
+		if (ret || back != v)
 			w->errors++;
 	}
 out:
+	free(landed);
 	hetmm_exit(mm);
 	return NULL;
 }
@@ -256,6 +279,7 @@ static int run_processes(struct hetmm_machine *m, unsigned int nthreads,
 	pthread_t t[16];
 	struct mm_struct *shared = hetmm_process_create(m);
 	unsigned long written = 0, verified = 0, errors = 0, segv = 0, pt = 0;
+	unsigned long oom = 0;
 	int failed = 0;
 	long a;
 
@@ -282,6 +306,7 @@ static int run_processes(struct hetmm_machine *m, unsigned int nthreads,
 		errors += w[i].errors;
 		segv += w[i].segv_ok;
 		pt += w[i].pt_pages;
+		oom += w[i].oom;
 		if (w[i].failed && !failed)
 			failed = w[i].failed;
 	}
@@ -295,6 +320,7 @@ static int run_processes(struct hetmm_machine *m, unsigned int nthreads,
 	report_u64(r, "expected_sigsegv", segv, "(reads of unmapped holes)");
 	report_u64(r, "page_table_pages_per_process", nthreads ? pt / nthreads : 0,
 		   "(at peak)");
+	report_u64(r, "out_of_memory", oom, "(accesses that got -ENOMEM)");
 	report_u64(r, "errors", errors, NULL);
 	report_i64(r, "pages_in_use_after_exit", hetmm_pages_in_use(m), "pages");
 	report_end(r);

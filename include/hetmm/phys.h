@@ -214,7 +214,11 @@ struct hetmm_machine *hetmm_machine_create(const struct hetmm_machine_config *cf
 /* Validate @cfg; on error, if @why is non-NULL, *why names the problem. */
 int hetmm_machine_config_check(const struct hetmm_machine_config *cfg,
 			       const char **why);
-/* Free everything; pages still allocated are simply dropped. */
+/*
+ * Free everything; pages still allocated are simply dropped. Waits for
+ * pending call_rcu() callbacks first (they may free this machine's frames).
+ * Context: no other thread may use the machine any more.
+ */
 void hetmm_machine_destroy(struct hetmm_machine *m);
 
 /*

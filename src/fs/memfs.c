@@ -983,7 +983,7 @@ ssize_t file_pwrite(struct file *file, const void *buf, size_t len,
 		folio_put(folio);
 		done += n;
 	}
-	if (off + (loff_t)done > inode->i_size)
+	if (done && off + (loff_t)done > inode->i_size)
 		i_size_write(inode, off + (loff_t)done);
 out_unlock:
 	inode_unlock(inode);

@@ -14,6 +14,7 @@
 
 #include <hetmm/err.h>
 #include <hetmm/phys.h>
+#include <hetmm/rcu.h>
 
 #include "internal.h"
 
@@ -185,6 +186,11 @@ void hetmm_machine_destroy(struct hetmm_machine *m)
 {
 	if (IS_ERR_OR_NULL(m))
 		return;
+	/*
+	 * Frames freed through call_rcu() (page tables) are still queued:
+	 * their callbacks touch this machine's memmap, so let them run first.
+	 */
+	rcu_barrier();
 	pthread_mutex_lock(&machines_lock);
 	__atomic_store_n(&hetmm_machines[m->id], NULL, __ATOMIC_RELEASE);
 	/* Invalidate every thread's page_machine() cache. */

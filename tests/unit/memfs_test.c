@@ -672,10 +672,6 @@ static void test_grab_get(void **state)
 	assert_int_equal(mapping->nrpages, 2);
 	assert_int_equal(pages_used(&fx), 2);
 
-	/* An index node that cannot be allocated fails the same way. */
-	{
-		bool always(void *arg);
-	}
 	fput(f);
 	ASSERT_OK(hetmm_fs_unlink(fx.fs, "g"));
 	assert_int_equal(pages_used(&fx), 0);
@@ -901,6 +897,92 @@ static void test_pwrite_injection(void **state)
 	injection_loop(FAULT_FROM_NTH, 2 * PS - 100, 3 * PS + 1);
 }
 
+/* ----------------------------------------------------------- threads */
+
+#define NR_WORKERS 4
+#define SHARED_PAGES 32
+
+struct worker {
+	pthread_t thread;
+	struct file *own;    /* private region of the shared file */
+	struct file *shared; /* everybody grabs the same indices */
+	unsigned int id;
+	unsigned int rounds;
+};
+
+static void *worker_fn(void *p)
+{
+	struct worker *w = p;
+	unsigned char in[2 * PAGE_SIZE], out[2 * PAGE_SIZE];
+	loff_t base = (loff_t)w->id * 8 * PS;
+
+	for (unsigned int r = 0; r < w->rounds; r++) {
+		struct inode *inode = file_inode(w->shared);
+		pgoff_t index = (r * 7 + w->id) % SHARED_PAGES;
+		struct folio *folio;
+
+		/* Racing creators of one index must end up with one folio. */
+		inode_lock_shared(inode);
+		folio = filemap_grab_folio(w->shared->f_mapping, index);
+		inode_unlock_shared(inode);
+		if (IS_ERR(folio))
+			return folio;
+		((unsigned char *)folio_address(folio))[w->id] = (unsigned char)r;
+		folio_mark_dirty(folio);
+		folio_unlock(folio);
+		folio_put(folio);
+
+		memset(in, (int)(w->id * 16 + (r & 15)), sizeof(in));
+		if (file_pwrite(w->own, in, sizeof(in),
+				base + (loff_t)(r % 5) * 1000) !=
+		    (ssize_t)sizeof(in))
+			return ERR_PTR(-EIO);
+		if (file_pread(w->own, out, sizeof(out),
+			       base + (loff_t)(r % 5) * 1000) !=
+			    (ssize_t)sizeof(out) ||
+		    memcmp(in, out, sizeof(in)))
+			return ERR_PTR(-EIO);
+		if (r % 16 == 0)
+			hetmm_fs_writeback(inode->i_fs);
+	}
+	return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+	struct worker w[NR_WORKERS];
+	struct fs_fixture fx;
+	struct file *own, *shared;
+	unsigned long index;
+	struct folio *folio;
+
+	(void)state;
+	fixture_init(&fx, true);
+	own = open_ok(fx.fs, "own", O_RDWR | O_CREAT, HETMM_FS_WRITEBACK);
+	shared = open_ok(fx.fs, "shared", O_RDWR | O_CREAT, HETMM_FS_WRITEBACK);
+	ASSERT_OK(file_truncate(shared, SHARED_PAGES * PS));
+	for (unsigned int i = 0; i < NR_WORKERS; i++) {
+		w[i] = (struct worker){ .own = own, .shared = shared, .id = i,
+					.rounds = test_scale(300, 5000) };
+		ASSERT_OK(pthread_create(&w[i].thread, NULL, worker_fn, &w[i]));
+	}
+	for (unsigned int i = 0; i < NR_WORKERS; i++) {
+		void *ret;
+
+		ASSERT_OK(pthread_join(w[i].thread, &ret));
+		assert_null(ret);
+	}
+	assert_int_equal(shared->f_mapping->nrpages, SHARED_PAGES);
+	xa_for_each(&shared->f_mapping->i_pages, index, folio)
+		assert_int_equal(folio_ref_count(folio), 1);
+	assert_check_clean(fx.m);
+	hetmm_fs_writeback(fx.fs);
+	assert_int_equal(hetmm_fs_writeback(fx.fs), 0);
+	fput(own);
+	fput(shared);
+	fixture_finish(&fx);
+}
+
 /* ------------------------------------------------------------ oracle */
 
 static void test_random_model(void **state)
@@ -998,6 +1080,7 @@ int main(void)
 		cmocka_unit_test(test_kinds_and_writeback),
 		cmocka_unit_test(test_pwrite_injection),
 		cmocka_unit_test(test_random_model),
+		cmocka_unit_test(test_concurrent),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

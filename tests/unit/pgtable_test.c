@@ -334,6 +334,28 @@ static void test_exit_frees_tables(void **state)
 	assert_int_equal(hetmm_pages_in_use(e->m), before);
 }
 
+/*
+ * Regression (bench segfault): destroying a machine right after an mm's
+ * exit, with page-table frames still waiting for their grace period.
+ */
+static void test_destroy_with_rcu_pending(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 20; i++) {
+		struct hetmm_machine *m = test_machine_new(16, false);
+		struct mm_struct *mm = mm_alloc(m);
+
+		mmap_write_lock(mm);
+		for (unsigned long a = 0; a < 8 * PMD_SIZE; a += PMD_SIZE) {
+			ASSERT_OK(map_one(mm, a, pfn_pte(1, 0)));
+			unmap_one(mm, a);
+		}
+		mmap_write_unlock(mm);
+		mmput(mm);
+		hetmm_machine_destroy(m); /* no rcu_barrier() by the caller */
+	}
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, env_setup, env_teardown)
@@ -343,6 +365,7 @@ int main(void)
 		T(test_walk_vmas),
 		T(test_pgtable_alloc_failure),
 		T(test_exit_frees_tables),
+		cmocka_unit_test(test_destroy_with_rcu_pending),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

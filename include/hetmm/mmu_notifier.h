@@ -217,10 +217,9 @@ static inline void mmu_notifier_range_init(struct mmu_notifier_range *range,
 /* As mmu_notifier_range_init(), and record @owner (MIGRATE, EXCLUSIVE). */
 static inline void
 mmu_notifier_range_init_owner(struct mmu_notifier_range *range,
-			      enum mmu_notifier_event event,
-			      unsigned int flags, struct mm_struct *mm,
-			      unsigned long start, unsigned long end,
-			      void *owner)
+			      enum mmu_notifier_event event, unsigned int flags,
+			      struct mm_struct *mm, unsigned long start,
+			      unsigned long end, void *owner)
 {
 	mmu_notifier_range_init(range, event, flags, mm, start, end);
 	range->owner = owner;

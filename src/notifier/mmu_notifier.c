@@ -378,20 +378,29 @@ static bool mn_hlist_empty(struct mmu_notifier_subscriptions *subs)
 	       &subs->list;
 }
 
-/* The subscriber after @pos (or the first, for &subs->list); lockless. */
-static struct mmu_notifier *mn_hlist_next(struct mmu_notifier_subscriptions *subs,
-					  struct list_head *pos)
+/* The first subscriber, or NULL; lockless, inside mn_srcu_read_lock(). */
+static struct mmu_notifier *
+mn_hlist_first(struct mmu_notifier_subscriptions *subs)
 {
-	struct list_head *next = __atomic_load_n(&pos->next, __ATOMIC_ACQUIRE);
+	struct list_head *first =
+		__atomic_load_n(&subs->list.next, __ATOMIC_ACQUIRE);
+
+	if (first == &subs->list)
+		return NULL;
+	return list_entry(first, struct mmu_notifier, _link);
+}
+
+/* The subscriber after @sn, or NULL; even if @sn was unhooked meanwhile. */
+static struct mmu_notifier *
+mn_hlist_next(struct mmu_notifier_subscriptions *subs, struct mmu_notifier *sn)
+{
+	struct list_head *next =
+		__atomic_load_n(&sn->_link.next, __ATOMIC_ACQUIRE);
 
 	if (next == &subs->list)
 		return NULL;
 	return list_entry(next, struct mmu_notifier, _link);
 }
-
-#define mn_hlist_for_each(sn, subs)                            \
-	for (sn = mn_hlist_next(subs, &(subs)->list); sn; \
-	     sn = mn_hlist_next(subs, &(sn)->_link))
 
 static void mn_hlist_add_head(struct mmu_notifier_subscriptions *subs,
 			      struct mmu_notifier *sn)
@@ -419,8 +428,9 @@ static void mn_hlist_del(struct mmu_notifier_subscriptions *subs,
 	sn->_link.prev = NULL;
 }
 
-static int mn_hlist_invalidate_range_start(struct mmu_notifier_subscriptions *subs,
-					   const struct mmu_notifier_range *range)
+static int
+mn_hlist_invalidate_range_start(struct mmu_notifier_subscriptions *subs,
+				const struct mmu_notifier_range *range)
 {
 	bool blockable = mmu_notifier_range_blockable(range);
 	struct mmu_notifier *sn;
@@ -428,7 +438,7 @@ static int mn_hlist_invalidate_range_start(struct mmu_notifier_subscriptions *su
 	int idx;
 
 	idx = mn_srcu_read_lock(subs);
-	mn_hlist_for_each(sn, subs) {
+	for (sn = mn_hlist_first(subs); sn; sn = mn_hlist_next(subs, sn)) {
 		const struct mmu_notifier_ops *ops = sn->ops;
 		int err;
 
@@ -444,7 +454,8 @@ static int mn_hlist_invalidate_range_start(struct mmu_notifier_subscriptions *su
 	}
 	if (ret) {
 		/* Those whose start succeeded expect their end: give it now. */
-		mn_hlist_for_each(sn, subs) {
+		for (sn = mn_hlist_first(subs); sn;
+		     sn = mn_hlist_next(subs, sn)) {
 			if (sn->ops->invalidate_range_end)
 				sn->ops->invalidate_range_end(sn, range);
 		}
@@ -460,7 +471,7 @@ static void mn_hlist_invalidate_end(struct mmu_notifier_subscriptions *subs,
 	int idx;
 
 	idx = mn_srcu_read_lock(subs);
-	mn_hlist_for_each(sn, subs) {
+	for (sn = mn_hlist_first(subs); sn; sn = mn_hlist_next(subs, sn)) {
 		if (sn->ops->invalidate_range_end)
 			sn->ops->invalidate_range_end(sn, range);
 	}
@@ -475,7 +486,7 @@ static void mn_hlist_release(struct mmu_notifier_subscriptions *subs,
 	int idx;
 
 	idx = mn_srcu_read_lock(subs);
-	mn_hlist_for_each(sn, subs) {
+	for (sn = mn_hlist_first(subs); sn; sn = mn_hlist_next(subs, sn)) {
 		if (sn->ops->release)
 			sn->ops->release(sn, mm);
 	}
@@ -684,9 +695,10 @@ void mmu_notifier_unregister(struct mmu_notifier *subscription,
 
 /* ---------------------------------------------------- interval notifiers */
 
-static int __mmu_interval_notifier_insert(struct mmu_interval_notifier *sub,
-					  struct mm_struct *mm,
-					  struct mmu_notifier_subscriptions *subs)
+static int
+__mmu_interval_notifier_insert(struct mmu_interval_notifier *sub,
+			       struct mm_struct *mm,
+			       struct mmu_notifier_subscriptions *subs)
 {
 	/* Pairs with the mmdrop() in mmu_interval_notifier_remove(). */
 	mmgrab(mm);
@@ -986,33 +998,39 @@ static void mn_check_itree(struct mm_struct *mm,
 
 	if (interval_tree_validate(&subs->itree))
 		mn_check_fail(cb, "mmu_notifier: interval tree malformed");
-	for (struct rb_node *rb = rb_first(&subs->itree); rb; rb = rb_next(rb)) {
+	for (struct rb_node *rb = rb_first(&subs->itree); rb;
+	     rb = rb_next(rb)) {
 		struct mmu_interval_notifier *sub = rb_entry(
 			rb, struct mmu_interval_notifier, interval_tree.rb);
 		unsigned long seq = READ_ONCE(sub->invalidate_seq);
 
 		n++;
 		if (!(seq & 1))
-			mn_check_fail(cb,
-				      "mmu_notifier: interval [%#lx, %#lx] has even seq %lu",
-				      sub->interval_tree.start,
-				      sub->interval_tree.last, seq);
+			mn_check_fail(
+				cb,
+				"mmu_notifier: interval [%#lx, %#lx] has even seq %lu",
+				sub->interval_tree.start,
+				sub->interval_tree.last, seq);
 		if (sub->mm != mm)
-			mn_check_fail(cb,
-				      "mmu_notifier: interval [%#lx, %#lx] belongs to another mm",
-				      sub->interval_tree.start,
-				      sub->interval_tree.last);
+			mn_check_fail(
+				cb,
+				"mmu_notifier: interval [%#lx, %#lx] belongs to another mm",
+				sub->interval_tree.start,
+				sub->interval_tree.last);
 		if (!sub->ops || !sub->ops->invalidate)
-			mn_check_fail(cb,
-				      "mmu_notifier: interval [%#lx, %#lx] has no invalidate op",
-				      sub->interval_tree.start,
-				      sub->interval_tree.last);
+			mn_check_fail(
+				cb,
+				"mmu_notifier: interval [%#lx, %#lx] has no invalidate op",
+				sub->interval_tree.start,
+				sub->interval_tree.last);
 	}
 	if (n != subs->nr_intervals)
-		mn_check_fail(cb, "mmu_notifier: %lu intervals in tree, %lu counted",
-			      n, subs->nr_intervals);
+		mn_check_fail(
+			cb, "mmu_notifier: %lu intervals in tree, %lu counted",
+			n, subs->nr_intervals);
 	if (!subs->has_itree && (n || !list_empty(&subs->deferred_list)))
-		mn_check_fail(cb, "mmu_notifier: intervals without interval mode");
+		mn_check_fail(cb,
+			      "mmu_notifier: intervals without interval mode");
 }
 
 static void mn_check_seq(struct mmu_notifier_subscriptions *subs,
@@ -1023,19 +1041,23 @@ static void mn_check_seq(struct mmu_notifier_subscriptions *subs,
 	unsigned long seq = subs->invalidate_seq;
 
 	if (active < 0)
-		mn_check_fail(cb, "mmu_notifier: %ld active invalidations", active);
+		mn_check_fail(cb, "mmu_notifier: %ld active invalidations",
+			      active);
 	if (active == 0 && (seq & 1))
-		mn_check_fail(cb, "mmu_notifier: idle mm with odd seq %lu", seq);
+		mn_check_fail(cb, "mmu_notifier: idle mm with odd seq %lu",
+			      seq);
 	if (active == 0 && !list_empty(&subs->deferred_list))
-		mn_check_fail(cb, "mmu_notifier: deferred items left while idle");
+		mn_check_fail(cb,
+			      "mmu_notifier: deferred items left while idle");
 	list_for_each_entry(sub, &subs->deferred_list, deferred_item) {
 		unsigned long s = READ_ONCE(sub->invalidate_seq);
 
 		if (RB_EMPTY_NODE(&sub->interval_tree.rb) && !(s & 1))
-			mn_check_fail(cb,
-				      "mmu_notifier: pending interval [%#lx, %#lx] has even seq %lu",
-				      sub->interval_tree.start,
-				      sub->interval_tree.last, s);
+			mn_check_fail(
+				cb,
+				"mmu_notifier: pending interval [%#lx, %#lx] has even seq %lu",
+				sub->interval_tree.start,
+				sub->interval_tree.last, s);
 	}
 }
 
@@ -1046,7 +1068,8 @@ static void mn_check_hlist(struct mm_struct *mm,
 	struct list_head *pos;
 
 	if (subs->srcu_readers[0] < 0 || subs->srcu_readers[1] < 0)
-		mn_check_fail(cb, "mmu_notifier: negative classic reader count");
+		mn_check_fail(cb,
+			      "mmu_notifier: negative classic reader count");
 	for (pos = subs->list.next; pos != &subs->list; pos = pos->next) {
 		struct mmu_notifier *sn =
 			list_entry(pos, struct mmu_notifier, _link);
@@ -1056,9 +1079,11 @@ static void mn_check_hlist(struct mm_struct *mm,
 			break;
 		}
 		if (sn->mm != mm || !sn->ops)
-			mn_check_fail(cb, "mmu_notifier: classic notifier %p has mm %p, ops %p",
-				      (void *)sn, (void *)sn->mm,
-				      (const void *)sn->ops);
+			mn_check_fail(
+				cb,
+				"mmu_notifier: classic notifier %p has mm %p, ops %p",
+				(void *)sn, (void *)sn->mm,
+				(const void *)sn->ops);
 	}
 }
 

@@ -453,7 +453,7 @@ static void test_read_retry_protocol(void **state)
 	mmu_notifier_invalidate_range_end(&r);
 	assert_false(tdrv_retry(&a, seq));
 
-	/* Started before, hitting A after read_begin: retry. */
+	/* An invalidation of A starting after read_begin: retry. */
 	mmu_notifier_range_init(&r, MMU_NOTIFY_CLEAR, 0, f->mm, BASE,
 				BASE + PG);
 	seq = mmu_interval_read_begin(&a.sub);
@@ -714,8 +714,7 @@ static void test_classic(void **state)
 	assert_int_equal(c2.releases, 1);
 	assert_int_equal(atomic_load(&f->mm->mm_count), count + 2);
 	invalidate_pages(f->mm, 0, 1);
-	assert_string_equal(evlog_str(&log, buf, sizeof(buf)),
-			    "R2 I9 S1 E1");
+	assert_string_equal(evlog_str(&log, buf, sizeof(buf)), "R2 I9 S1 E1");
 	assert_healthy(f->mm);
 
 	/* Registering again after unregister works. */
@@ -850,8 +849,8 @@ static void test_concurrent_count(void **state)
 	/* Nested in one thread: inner end keeps the tree frozen. */
 	mmu_notifier_range_init(&r1, MMU_NOTIFY_CLEAR, 0, f->mm, BASE,
 				BASE + PG);
-	mmu_notifier_range_init(&r2, MMU_NOTIFY_CLEAR, 0, f->mm,
-				BASE + PG, BASE + 2 * PG);
+	mmu_notifier_range_init(&r2, MMU_NOTIFY_CLEAR, 0, f->mm, BASE + PG,
+				BASE + 2 * PG);
 	ASSERT_OK(mmu_notifier_invalidate_range_start(&r1));
 	ASSERT_OK(mmu_notifier_invalidate_range_start(&r2));
 	mmu_notifier_invalidate_range_end(&r2);
@@ -961,21 +960,21 @@ static void test_insert_errors(void **state)
 	struct tdrv d;
 
 	tdrv_init(&d, 1, NULL);
-	assert_int_equal(mmu_interval_notifier_insert(&d.sub, f->mm, BASE, 0,
-						      &tdrv_ops),
-			 -EOVERFLOW);
+	assert_int_equal(
+		mmu_interval_notifier_insert(&d.sub, f->mm, BASE, 0, &tdrv_ops),
+		-EOVERFLOW);
 	assert_int_equal(mmu_interval_notifier_insert(&d.sub, f->mm, ULONG_MAX,
 						      2, &tdrv_ops),
 			 -EOVERFLOW);
 	assert_int_equal(mmu_interval_notifier_insert(&d.sub, f->mm, PG,
 						      ULONG_MAX, &tdrv_ops),
 			 -EOVERFLOW);
-	assert_int_equal(mmu_interval_notifier_insert(&d.sub, f->mm, BASE, PG,
-						      NULL),
-			 -EINVAL);
-	assert_int_equal(mmu_interval_notifier_insert(&d.sub, f->mm, BASE, PG,
-						      &no_cb),
-			 -EINVAL);
+	assert_int_equal(
+		mmu_interval_notifier_insert(&d.sub, f->mm, BASE, PG, NULL),
+		-EINVAL);
+	assert_int_equal(
+		mmu_interval_notifier_insert(&d.sub, f->mm, BASE, PG, &no_cb),
+		-EINVAL);
 	/* Failures created no state. */
 	assert_false(mm_has_notifiers(f->mm));
 
@@ -1004,9 +1003,9 @@ static void test_insert_errors(void **state)
 	mmgrab(dead);
 	mmput(dead);
 	assert_int_equal(atomic_load(&dead->mm_users), 0);
-	assert_int_equal(mmu_interval_notifier_insert(&d.sub, dead, BASE, PG,
-						      &tdrv_ops),
-			 -EINVAL);
+	assert_int_equal(
+		mmu_interval_notifier_insert(&d.sub, dead, BASE, PG, &tdrv_ops),
+		-EINVAL);
 	assert_int_equal(atomic_load(&dead->mm_count), 1);
 	assert_false(mm_has_notifiers(dead));
 	mmdrop(dead);
@@ -1033,15 +1032,13 @@ static void test_check(void **state)
 	/* A driver stores an even sequence number. */
 	good = a.sub.invalidate_seq;
 	mmu_interval_set_seq(&a.sub, 4);
-	assert_int_equal(mmu_notifier_check(f->mm, msg, sizeof(msg)),
-			 -EUCLEAN);
+	assert_int_equal(mmu_notifier_check(f->mm, msg, sizeof(msg)), -EUCLEAN);
 	assert_non_null(strstr(msg, "even seq"));
 	assert_int_equal(mmu_notifier_check(f->mm, NULL, 0), -EUCLEAN);
 
 	/* Two problems at once: one line each; a tiny buffer truncates. */
 	b.sub.mm = NULL;
-	assert_int_equal(mmu_notifier_check(f->mm, msg, sizeof(msg)),
-			 -EUCLEAN);
+	assert_int_equal(mmu_notifier_check(f->mm, msg, sizeof(msg)), -EUCLEAN);
 	assert_non_null(strstr(msg, "another mm"));
 	assert_non_null(strchr(msg, '\n'));
 	assert_int_equal(mmu_notifier_check(f->mm, msg, 8), -EUCLEAN);
@@ -1068,17 +1065,22 @@ struct stress {
 	unsigned long cpu_version[ST_PAGES]; /* "PTE contents", atomics */
 	bool stop;
 	uint64_t seed;
+	int next_thread; /* seeds each invalidator differently */
 	/* Results, written by the reader. */
 	unsigned long reads, retries, churns;
 	const char *error;
 };
 
+static void stress_fail(struct stress *s, const char *why)
+{
+	__atomic_store_n(&s->error, why, __ATOMIC_RELAXED);
+}
+
 static void *stress_invalidator(void *p)
 {
 	struct stress *s = p;
 	struct test_rng rng;
-	static int instance;
-	int me = __atomic_fetch_add(&instance, 1, __ATOMIC_RELAXED);
+	int me = __atomic_fetch_add(&s->next_thread, 1, __ATOMIC_RELAXED);
 
 	test_rng_init(&rng, s->seed + 17 * (uint64_t)(me + 1));
 	while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
@@ -1101,7 +1103,8 @@ static void *stress_invalidator(void *p)
 			mmap_read_unlock(s->mm);
 			continue;
 		}
-		for (unsigned long i = first; i < first + n && i < ST_PAGES; i++)
+		for (unsigned long i = first; i < first + n && i < ST_PAGES;
+		     i++)
 			__atomic_fetch_add(&s->cpu_version[i], 1,
 					   __ATOMIC_RELAXED);
 		if (test_rng_below(&rng, 4) == 0)
@@ -1119,12 +1122,18 @@ static void stress_churn(struct stress *s, struct test_rng *rng)
 	unsigned long seq;
 
 	tdrv_init(&t, 99, NULL);
-	tdrv_insert(&t, s->mm, test_rng_below(rng, ST_PAGES), 2);
+	/* No cmocka asserts off the main thread: report through s->error. */
+	if (mmu_interval_notifier_insert(
+		    &t.sub, s->mm, BASE + test_rng_below(rng, ST_PAGES) * PG,
+		    2 * PG, &tdrv_ops)) {
+		stress_fail(s, "churn insert failed");
+		return;
+	}
 	seq = mmu_interval_read_begin(&t.sub);
 	(void)tdrv_retry(&t, seq);
 	mmu_interval_notifier_remove(&t.sub);
 	pthread_mutex_destroy(&t.lock);
-	s->churns++;
+	__atomic_fetch_add(&s->churns, 1, __ATOMIC_RELAXED);
 }
 
 /*
@@ -1157,28 +1166,32 @@ static void *stress_reader(void *p)
 				&s->cpu_version[s->first[i] + k],
 				__ATOMIC_RELAXED);
 		if (mmu_interval_check_retry(&d->sub, seq)) {
-			s->retries++;
+			__atomic_fetch_add(&s->retries, 1, __ATOMIC_RELAXED);
 			continue;
 		}
-		if (test_rng_below(&rng, 4) == 0)
-			sched_yield();
+		/* Widen the window now and then ("device programming"). */
+		if (test_rng_below(&rng, 4) == 0) {
+			struct timespec ts = { 0, 20000 };
+
+			nanosleep(&ts, NULL);
+		}
 
 		pthread_mutex_lock(&d->lock);
 		retry = mmu_interval_read_retry(&d->sub, seq);
 		c1 = d->calls;
 		if (c1 != c0 && !retry)
-			s->error = "callback ran after read_begin, no retry";
+			stress_fail(s, "callback after read_begin, no retry");
 		for (unsigned long k = 0; !retry && k < s->n[i]; k++) {
-			if (snap[k] != __atomic_load_n(
-					       &s->cpu_version[s->first[i] + k],
-					       __ATOMIC_RELAXED))
-				s->error = "PTEs changed without a retry";
+			if (snap[k] !=
+			    __atomic_load_n(&s->cpu_version[s->first[i] + k],
+					    __ATOMIC_RELAXED))
+				stress_fail(s, "PTEs changed without a retry");
 		}
 		pthread_mutex_unlock(&d->lock);
 		if (retry)
-			s->retries++;
+			__atomic_fetch_add(&s->retries, 1, __ATOMIC_RELAXED);
 		else
-			s->reads++;
+			__atomic_fetch_add(&s->reads, 1, __ATOMIC_RELAXED);
 		if (test_rng_below(&rng, 32) == 0)
 			stress_churn(s, &rng);
 	}
@@ -1207,26 +1220,45 @@ static void test_stress(void **state)
 		tdrv_insert(&s->drv[i], f->mm, first[i], n[i]);
 	}
 
-	assert_int_equal(pthread_create(&inv[0], NULL, stress_invalidator, s), 0);
-	assert_int_equal(pthread_create(&inv[1], NULL, stress_invalidator, s), 0);
+	assert_int_equal(pthread_create(&inv[0], NULL, stress_invalidator, s),
+			 0);
+	assert_int_equal(pthread_create(&inv[1], NULL, stress_invalidator, s),
+			 0);
 	assert_int_equal(pthread_create(&rd, NULL, stress_reader, s), 0);
+	/*
+	 * Run for the budget, and on until both outcomes and a churn were
+	 * seen (a loaded machine may need longer); 60 s is a hang guard.
+	 */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	do {
+	for (;;) {
 		struct timespec ts = { 0, 10000000 };
+		double elapsed;
 
 		nanosleep(&ts, NULL);
 		clock_gettime(CLOCK_MONOTONIC, &now);
-	} while ((double)(now.tv_sec - t0.tv_sec) +
-			 (double)(now.tv_nsec - t0.tv_nsec) * 1e-9 < secs);
+		elapsed = (double)(now.tv_sec - t0.tv_sec) +
+			  (double)(now.tv_nsec - t0.tv_nsec) * 1e-9;
+		if (__atomic_load_n(&s->error, __ATOMIC_RELAXED) ||
+		    elapsed > 60)
+			break;
+		if (elapsed >= secs &&
+		    __atomic_load_n(&s->reads, __ATOMIC_RELAXED) &&
+		    __atomic_load_n(&s->retries, __ATOMIC_RELAXED) &&
+		    __atomic_load_n(&s->churns, __ATOMIC_RELAXED))
+			break;
+	}
 	__atomic_store_n(&s->stop, true, __ATOMIC_RELEASE);
 	pthread_join(inv[0], NULL);
 	pthread_join(inv[1], NULL);
 	pthread_join(rd, NULL);
 
 	if (s->error)
-		fail_msg("seed %llu: %s", (unsigned long long)s->seed, s->error);
+		fail_msg("seed %llu: %s", (unsigned long long)s->seed,
+			 s->error);
 	if (mmu_notifier_check(f->mm, msg, sizeof(msg)))
 		fail_msg("seed %llu: %s", (unsigned long long)s->seed, msg);
+	print_message("# stress: %lu clean reads, %lu retries, %lu churns\n",
+		      s->reads, s->retries, s->churns);
 	/* The run exercised both outcomes. */
 	assert_true(s->reads > 0);
 	assert_true(s->retries > 0);
@@ -1249,8 +1281,8 @@ int main(void)
 						nt_setup, nt_teardown),
 		cmocka_unit_test_setup_teardown(test_read_retry_protocol,
 						nt_setup, nt_teardown),
-		cmocka_unit_test_setup_teardown(test_read_begin_sleeps, nt_setup,
-						nt_teardown),
+		cmocka_unit_test_setup_teardown(test_read_begin_sleeps,
+						nt_setup, nt_teardown),
 		cmocka_unit_test_setup_teardown(test_insert_deferred, nt_setup,
 						nt_teardown),
 		cmocka_unit_test_setup_teardown(test_remove_waits, nt_setup,

@@ -6,7 +6,8 @@
  *   - mm_users > 0 implies mm_count > 0 (all users together hold one
  *     mm_count reference).
  *   - exit_mmap() runs exactly once, when mm_users drops to zero, with no
- *     other user left, and tears down every mapping.
+ *     other user left; it first tells mmu notifiers (RELEASE), then tears
+ *     down every mapping.
  *   - asids are unique per live mm of a process (never reused while the
  *     struct lives, so TLB tags cannot alias).
  */
@@ -14,6 +15,7 @@
 
 #include <hetmm/err.h>
 #include <hetmm/mm.h>
+#include <hetmm/mmu_notifier.h>
 #include <hetmm/uapi.h>
 
 static atomic_uint next_asid = 1;
@@ -73,18 +75,20 @@ void mmdrop(struct mm_struct *mm)
 	HETMM_BUG_ON(v < 0);
 	if (v)
 		return;
+	mmu_notifier_subscriptions_destroy(mm);
 	rwsem_destroy(&mm->mmap_lock);
 	free(mm);
 }
 
 /*
- * Tear down the address space; the last user is gone: every VMA goes and
- * the page tables are freed.
+ * Tear down the address space; the last user is gone. Notifier users hear
+ * RELEASE first, then every VMA goes and the page tables are freed.
  */
 static void exit_mmap(struct mm_struct *mm)
 {
 	struct rb_node *n;
 
+	mmu_notifier_release(mm);
 	mmap_write_lock(mm);
 	while ((n = rb_first(&mm->mm_rb))) {
 		struct vm_area_struct *vma =

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include <hetmm/err.h>
+#include <hetmm/mmu_notifier.h>
 #include <hetmm/stats.h>
 #include <hetmm/uapi.h>
 
@@ -137,10 +138,11 @@ static bool wp_can_reuse_anon_page(struct page *page)
  * A write or unshare fault on a present, read-only PTE. Called with the
  * PTE lock held; returns with it released.
  */
-static int do_wp_page(struct vm_area_struct *vma, pte_t *pte, spinlock_t *ptl,
-		      unsigned long addr, unsigned int flags)
+static int do_wp_page(struct vm_area_struct *vma, pmd_t *pmd, pte_t *pte,
+		      spinlock_t *ptl, unsigned long addr, unsigned int flags)
 {
 	pte_t orig = ptep_get(pte), entry;
+	struct mmu_notifier_range range;
 	struct page *old = NULL;
 	struct folio *copy;
 	bool unshare = flags & FAULT_FLAG_UNSHARE;
@@ -159,14 +161,36 @@ static int do_wp_page(struct vm_area_struct *vma, pte_t *pte, spinlock_t *ptl,
 		count_stat(HETMM_STAT_fault_wp_reuse);
 		return 0;
 	}
-	/* Copy: a fresh exclusive page replaces the shared one. */
+	/*
+	 * Copy: a fresh exclusive page replaces the shared one. Notifier
+	 * subscribers may sleep, so drop the PTE lock around them and re-check
+	 * afterwards that the PTE is still the one we decided on (a racing
+	 * fault or zap wins; the caller retries the access).
+	 */
+	if (old)
+		get_page(old);
+	spin_unlock(ptl);
 	copy = new_anon_folio(vma, addr);
 	if (!copy) {
-		spin_unlock(ptl);
+		if (old)
+			put_page(old);
 		return -ENOMEM;
 	}
 	if (old)
 		copy_highpage(&copy->page, old);
+	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, vma->vm_mm, addr,
+				addr + PAGE_SIZE);
+	mmu_notifier_invalidate_range_start(&range);
+	pte = pte_offset_map_lock(vma->vm_mm, pmd, addr, &ptl);
+	if (!pte || pte_val(ptep_get(pte)) != pte_val(orig)) {
+		if (pte)
+			spin_unlock(ptl);
+		mmu_notifier_invalidate_range_end(&range);
+		folio_put(copy);
+		if (old)
+			put_page(old);
+		return 0;
+	}
 	entry = pfn_pte(folio_pfn(copy), _PAGE_YOUNG);
 	if (!unshare) {
 		entry = pte_mkdirty(entry);
@@ -176,9 +200,11 @@ static int do_wp_page(struct vm_area_struct *vma, pte_t *pte, spinlock_t *ptl,
 	page_add_pte_rmap(&copy->page);
 	set_pte(pte, entry);
 	spin_unlock(ptl);
+	mmu_notifier_invalidate_range_end(&range);
 	if (old) {
 		page_remove_pte_rmap(old);
-		put_page(old);
+		put_page(old); /* the PTE's reference */
+		put_page(old); /* ours */
 	}
 	count_stat(unshare ? HETMM_STAT_fault_unshare_copy :
 			     HETMM_STAT_fault_wp_copy);
@@ -236,7 +262,7 @@ int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr,
 			spin_unlock(ptl); /* already exclusive */
 			return 0;
 		}
-		return do_wp_page(vma, pte, ptl, addr, flags);
+		return do_wp_page(vma, pmd, pte, ptl, addr, flags);
 	}
 	set_pte(pte, write ? pte_mkdirty(pte_mkyoung(orig)) : pte_mkyoung(orig));
 	spin_unlock(ptl);
@@ -282,13 +308,19 @@ static const struct mm_walk_ops zap_ops = {
 void zap_page_range(struct vm_area_struct *vma, unsigned long start,
 		    unsigned long end)
 {
+	struct mmu_notifier_range range;
 	struct zap_ctx z = { 0 };
 
 	start = max(start, vma->vm_start);
 	end = min(end, vma->vm_end);
 	if (start >= end)
 		return;
+	/* Device mirrors drop their view before the CPU's goes. */
+	mmu_notifier_range_init(&range, MMU_NOTIFY_UNMAP, 0, vma->vm_mm, start,
+				end);
+	mmu_notifier_invalidate_range_start(&range);
 	walk_page_range_novma(vma->vm_mm, start, end, &zap_ops, &z);
+	mmu_notifier_invalidate_range_end(&range);
 }
 
 /* ---------------------------------------------------------- CPU access */

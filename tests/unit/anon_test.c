@@ -5,6 +5,7 @@
  * unshare, permission faults, injected allocation failures, and a
  * randomized run against a flat-memory oracle.
  */
+#include <hetmm/mmu_notifier.h>
 #include <hetmm/uapi.h>
 
 #include "harness.h"
@@ -390,6 +391,75 @@ static void test_oracle(void **state)
 	free(buf);
 }
 
+struct seen {
+	struct mmu_interval_notifier sub;
+	int events[8];
+	unsigned long start[8], end[8];
+	uint64_t pte_before[8];
+	int n;
+	unsigned long watch;
+};
+
+/* Records each event and the PTE of @watch as it was when notified. */
+static bool seen_invalidate(struct mmu_interval_notifier *sub,
+			    const struct mmu_notifier_range *range,
+			    unsigned long cur_seq)
+{
+	struct seen *s = container_of(sub, struct seen, sub);
+	pmd_t *pmd = mm_find_pmd(range->mm, s->watch);
+
+	mmu_interval_set_seq(sub, cur_seq);
+	if (s->n < 8) {
+		s->events[s->n] = range->event;
+		s->start[s->n] = range->start;
+		s->end[s->n] = range->end;
+		s->pte_before[s->n] =
+			pmd && pmd_table(ptep_get(pmd)) ?
+				pte_val(ptep_get(pte_offset(range->mm, pmd,
+							    s->watch))) :
+				0;
+		s->n++;
+	}
+	return true;
+}
+
+static const struct mmu_interval_notifier_ops seen_ops = {
+	.invalidate = seen_invalidate,
+};
+
+static void test_notifier_events(void **state)
+{
+	struct env *e = *state;
+	long a = hetmm_mmap(e->mm, 0, 4 * PAGE_SIZE, RW, PRIV_ANON, -1, 0);
+	struct seen s = { .watch = (unsigned long)a };
+	char c = 0;
+	uint64_t zero_pte;
+
+	ASSERT_OK(mmu_interval_notifier_insert(&s.sub, e->mm, a, 4 * PAGE_SIZE,
+					       &seen_ops));
+	/* Read maps the zero page: no invalidation. */
+	ASSERT_OK(hetmm_cpu_read(e->mm, 0, a, &c, 1));
+	assert_int_equal(s.n, 0);
+	zero_pte = pte_val(get_pte(e->mm, a));
+	/* Write copies away from the zero page: CLEAR, before the change. */
+	ASSERT_OK(hetmm_cpu_write(e->mm, 0, a, "z", 1));
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.events[0], MMU_NOTIFY_CLEAR);
+	assert_int_equal(s.start[0], a);
+	assert_int_equal(s.end[0], a + PAGE_SIZE);
+	assert_int_equal(s.pte_before[0], zero_pte);
+	/* munmap: UNMAP over the range, before the PTE goes. */
+	uint64_t written = pte_val(get_pte(e->mm, a));
+
+	ASSERT_OK(hetmm_munmap(e->mm, a, 2 * PAGE_SIZE));
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.events[1], MMU_NOTIFY_UNMAP);
+	assert_int_equal(s.start[1], a);
+	assert_int_equal(s.end[1], a + 2 * PAGE_SIZE);
+	assert_int_equal(s.pte_before[1], written);
+	mmu_interval_notifier_remove(&s.sub);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, env_setup, env_teardown)
@@ -401,6 +471,7 @@ int main(void)
 		T(test_unshare_and_reuse),
 		T(test_fault_injection),
 		T(test_oracle),
+		T(test_notifier_events),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

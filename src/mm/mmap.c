@@ -57,10 +57,22 @@ static unsigned long get_unmapped_area(struct mm_struct *mm, size_t len)
 	return top >= len + PAGE_SIZE ? top - len : 0;
 }
 
-static bool vma_start_less(const struct rb_node *a, const struct rb_node *b)
+/*
+ * Split @vma at @addr using the preallocated @tail: @vma keeps
+ * [vm_start, addr), @tail takes [addr, vm_end) and is linked in.
+ */
+static struct vm_area_struct *split_vma_at(struct vm_area_struct *vma,
+					   unsigned long addr,
+					   struct vm_area_struct *tail)
 {
-	return rb_entry(a, struct vm_area_struct, vm_rb)->vm_start <
-	       rb_entry(b, struct vm_area_struct, vm_rb)->vm_start;
+	*tail = *vma;
+	RB_CLEAR_NODE(&tail->vm_rb);
+	tail->vm_start = addr;
+	tail->vm_pgoff += (addr - vma->vm_start) >> PAGE_SHIFT;
+	vma->vm_end = addr;
+	/* Cannot fail: the two halves cover exactly the old range. */
+	HETMM_BUG_ON(insert_vm_struct(vma->vm_mm, tail));
+	return tail;
 }
 
 /*
@@ -87,28 +99,12 @@ static int do_munmap(struct mm_struct *mm, unsigned long start,
 	for (; vma && vma->vm_start < end; vma = next) {
 		next = vma_next(vma);
 		if (vma->vm_start < start) {
-			/* Keep [vm_start, start) in vma; split off the rest. */
-			struct vm_area_struct *t = spare[nspare++];
-
-			*t = *vma;
-			t->vm_start = start;
-			t->vm_pgoff += (start - vma->vm_start) >> PAGE_SHIFT;
-			vma->vm_end = start;
-			rb_add(&t->vm_rb, &mm->mm_rb, vma_start_less);
-			mm->map_count++;
-			next = t;
+			/* Keep [vm_start, start); go on with the rest. */
+			next = split_vma_at(vma, start, spare[nspare++]);
 			continue;
 		}
-		if (vma->vm_end > end) {
-			struct vm_area_struct *t = spare[nspare++];
-
-			*t = *vma;
-			t->vm_start = end;
-			t->vm_pgoff += (end - vma->vm_start) >> PAGE_SHIFT;
-			vma->vm_end = end;
-			rb_add(&t->vm_rb, &mm->mm_rb, vma_start_less);
-			mm->map_count++;
-		}
+		if (vma->vm_end > end)
+			split_vma_at(vma, end, spare[nspare++]);
 		zap_page_range(vma, vma->vm_start, vma->vm_end);
 		vma_unlink(vma);
 		free(vma);

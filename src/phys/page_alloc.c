@@ -247,7 +247,7 @@ void drain_all_pages(struct hetmm_machine *m)
 
 /* Make a free block into a folio of @order with one reference. */
 static void prep_new_folio(struct page *page, unsigned int order,
-			   unsigned long fmt, gfp_t gfp)
+			   unsigned long fmt)
 {
 	atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
 	page->head_offset = 0;
@@ -271,8 +271,6 @@ static void prep_new_folio(struct page *page, unsigned int order,
 		page->order = 0;
 	}
 	atomic_store_explicit(&page->_refcount, 1, memory_order_release);
-	if ((gfp & __GFP_ZERO) && page_machine(page)->arena)
-		folio_zero((struct folio *)page);
 }
 
 static struct page *alloc_from_zone(struct hetmm_machine *m, int zi,
@@ -313,7 +311,7 @@ static struct page *alloc_from_zone(struct hetmm_machine *m, int zi,
 		if (!page)
 			return NULL;
 	}
-	prep_new_folio(page, order, fmt, 0);
+	prep_new_folio(page, order, fmt);
 	return page;
 }
 

@@ -23,12 +23,17 @@
 
 #include <stdatomic.h>
 
+#include "list.h"
 #include "lock.h"
 #include "phys.h"
 #include "rbtree.h"
 
 struct mmu_notifier_subscriptions;
 struct file;
+struct anon_vma;
+
+/* Simulated CPUs per machine (hetmm_machine_config::nr_cpus <= this). */
+#define HETMM_MAX_CPUS 256
 
 /* mm->flags bits */
 #define MMF_HAS_PINNED 0 /* FOLL_PIN was used on this mm, never cleared */
@@ -50,7 +55,10 @@ struct file;
  * @page_table_lock: serialises installing upper-level tables (PUD/PMD
  *                   tables); PTE tables have split locks in their page.
  * @nr_pt_pages: page-table frames this mm owns, the PGD included.
- * @mm_private: the mm layer's private state.
+ * @cpumask: CPUs that may hold TLB entries tagged @asid (set on fill,
+ *           never cleared while the mm lives).
+ * @mm_list: link in the machine's list of live address spaces.
+ * @mm_private: the process state (fd table) of the process face.
  */
 struct mm_struct {
 	struct hetmm_machine *machine;
@@ -66,6 +74,8 @@ struct mm_struct {
 	void *pgd;
 	spinlock_t page_table_lock;
 	atomic_long nr_pt_pages;
+	atomic_ulong cpumask[HETMM_MAX_CPUS / 64];
+	struct list_head mm_list;
 	void *mm_private;
 };
 
@@ -94,7 +104,9 @@ struct mm_struct {
  * @vm_flags: VM_* bits.
  * @vm_pgoff: offset in the file (pages), or the anon linear index base.
  * @vm_file: the mapped file, NULL for anonymous memory.
- * @anon_vma: the anon rmap root shared with fork relatives (mm layer).
+ * @anon_vma: the anon rmap root shared with fork relatives (private
+ *            mappings only; see rmap.h).
+ * @anon_vma_node: link in @anon_vma's list of VMAs.
  * @vm_rb: link in mm->mm_rb.
  * @shared_rb: link in the file's i_mmap interval tree.
  */
@@ -104,7 +116,8 @@ struct vm_area_struct {
 	unsigned long vm_flags;
 	unsigned long vm_pgoff;
 	struct file *vm_file;
-	void *anon_vma;
+	struct anon_vma *anon_vma;
+	struct list_head anon_vma_node;
 	struct rb_node vm_rb;
 	struct interval_tree_node shared_rb;
 };

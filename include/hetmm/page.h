@@ -416,6 +416,19 @@ static inline int folio_pincount(const struct folio *folio)
 void __folio_lock_slow(struct folio *folio);
 void __folio_wake_waiters(struct folio *folio);
 
+/*
+ * folio_maybe_dma_pinned - may @folio be pinned with FOLL_PIN? Exact for
+ * large folios (the pincount); for small ones a refcount of at least
+ * GUP_PIN_COUNTING_BIAS says so, which many plain references also reach
+ * (the documented false positive).
+ */
+static inline bool folio_maybe_dma_pinned(const struct folio *folio)
+{
+	if (folio_test_large(folio))
+		return folio_pincount(folio) > 0;
+	return folio_ref_count(folio) >= (int)GUP_PIN_COUNTING_BIAS;
+}
+
 static inline bool folio_trylock(struct folio *folio)
 {
 	return !PageTestSetFlag(&folio->page, PG_locked);

@@ -15,6 +15,7 @@
  *     51..12  pfn (of the mapped frame, or of the next-level table)
  *     10      soft-dirty
  *      9      special (no refcounted struct page behind it: zero page, pfnmap)
+ *      8      protnone (mapped, but the VMA is PROT_NONE: no access)
  *      7      leaf at PMD level (2 MiB THP / hugetlb)
  *      6      dirty
  *      5      young (accessed)
@@ -74,6 +75,7 @@ typedef pte_t pgd_t;
 #define _PAGE_YOUNG BIT(5)
 #define _PAGE_DIRTY BIT(6)
 #define _PAGE_PSE BIT(7)
+#define _PAGE_PROTNONE BIT(8)
 #define _PAGE_SPECIAL BIT(9)
 #define _PAGE_SOFT_DIRTY BIT(10)
 #define _PAGE_PFN_SHIFT 12
@@ -93,7 +95,7 @@ typedef pte_t pgd_t;
 
 static_assert((_PAGE_PFN_MASK & 0xfffULL) == 0, "pfn above the flag bits");
 static_assert(((_PAGE_RW | _PAGE_TABLE | _PAGE_YOUNG | _PAGE_DIRTY |
-		_PAGE_PSE | _PAGE_SPECIAL | _PAGE_SOFT_DIRTY) &
+		_PAGE_PSE | _PAGE_PROTNONE | _PAGE_SPECIAL | _PAGE_SOFT_DIRTY) &
 	       _PAGE_PFN_MASK) == 0,
 	      "present flags below the pfn");
 static_assert((_SWP_TYPE_MASK & (_SWP_YOUNG | _SWP_DIRTY | _SWP_EXCLUSIVE |
@@ -200,6 +202,17 @@ static inline bool pte_special(pte_t p)
 static inline bool pte_soft_dirty(pte_t p)
 {
 	return p.val & _PAGE_SOFT_DIRTY;
+}
+
+static inline bool pte_protnone(pte_t p)
+{
+	return p.val & _PAGE_PROTNONE;
+}
+
+/* May a CPU (or GUP-fast) access through present entry @p? */
+static inline bool pte_access_permitted(pte_t p, bool write)
+{
+	return pte_present(p) && !pte_protnone(p) && (!write || pte_write(p));
 }
 
 /* A present PMD that maps 2 MiB directly. */

@@ -163,6 +163,8 @@ enum hetmm_subsys {
  * @device_folio_free: called when a ZONE_DEVICE folio's refcount drops to
  *                     zero (set by the memremap layer).
  * @subsys: per-layer private state, indexed by enum hetmm_subsys.
+ * @subsys_destroy: per-layer teardown, called by hetmm_machine_destroy()
+ *                  from the highest layer down, after pending RCU callbacks.
  */
 struct hetmm_machine {
 	uint16_t id;
@@ -197,6 +199,7 @@ struct hetmm_machine {
 	char *check_report;
 
 	void *subsys[NR_HETMM_SUBSYS];
+	void (*subsys_destroy[NR_HETMM_SUBSYS])(struct hetmm_machine *m);
 };
 
 extern struct hetmm_machine *hetmm_machines[HETMM_MAX_MACHINES];

@@ -45,7 +45,21 @@
 	X(fault_sigsegv, "faults refused: no mapping or no permission")         \
 	X(pt_page_alloc, "page-table frames allocated")                         \
 	X(pt_page_free, "page-table frames freed (after an RCU grace period)")  \
-	X(pte_zapped, "page-table entries cleared by munmap/exit")
+	X(pte_zapped, "page-table entries cleared by munmap/exit/DONTNEED")   \
+	X(fault_file, "faults that mapped a page-cache folio")                  \
+	X(fault_file_cow, "write faults that copied a file page (private map)") \
+	X(fault_sigbus, "file faults beyond end of file")                       \
+	X(tlb_hit, "CPU accesses served from the TLB")                          \
+	X(tlb_miss, "CPU accesses that walked the page tables")                 \
+	X(tlb_evict, "TLB fills that replaced another valid entry")             \
+	X(tlb_flush, "TLB range flushes requested")                             \
+	X(tlb_shootdown, "per-CPU TLB flushes performed (shootdown IPIs)")      \
+	X(tlb_entries_flushed, "TLB entries invalidated by flushes")            \
+	X(fork, "address spaces copied by fork")                                \
+	X(fork_pte_copy, "PTEs copied by fork")                                 \
+	X(fork_eager_copy, "pinned exclusive anon pages copied eagerly at fork") \
+	X(mprotect_pte, "PTEs changed by mprotect")                             \
+	X(mremap_pte_move, "PTEs moved by mremap")
 
 enum hetmm_stat_item {
 #define __HETMM_STAT_ENUM(name, desc) HETMM_STAT_##name,

@@ -7,15 +7,18 @@
  * Constants (PROT_*, MAP_*) are Linux's own, from <sys/mman.h>, so a test
  * reads like a kernel selftest with hetmm_ in front of the calls.
  *
- * Implemented so far: private anonymous mappings (MAP_PRIVATE |
- * MAP_ANONYMOUS with MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE,
- * MAP_NORESERVE), munmap, and CPU reads/writes. Other mapping kinds return
- * -EOPNOTSUPP until their layer lands (see the README's status table).
+ * Processes have a file-descriptor table over the machine's in-memory
+ * filesystem (hetmm/fs.h); fork shares open files, exit closes them.
+ *
+ * Where Linux applies a call partially before failing (mprotect or
+ * madvise over a range with a hole), these calls check the whole range
+ * first and change nothing; the errno is Linux's.
  */
 #ifndef HETMM_UAPI_H
 #define HETMM_UAPI_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/mman.h>
 #include <sys/types.h>
 
@@ -26,25 +29,95 @@
 #define FAULT_FLAG_REMOTE (1U << 7)
 #define FAULT_FLAG_UNSHARE (1U << 10)
 
+#ifndef MREMAP_MAYMOVE
+#define MREMAP_MAYMOVE 1
+#endif
+#ifndef MREMAP_FIXED
+#define MREMAP_FIXED 2
+#endif
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
 /* Where top-down mmap placement starts. */
 #define HETMM_MMAP_BASE 0x7f0000000000UL
 
 /* A new process with an empty address space. Return: it, or ERR_PTR. */
 struct mm_struct *hetmm_process_create(struct hetmm_machine *m);
-/* The process exits: its address space is released (mmput). */
+/* The process exits: its files are closed, its address space released. */
 void hetmm_exit(struct mm_struct *mm);
+/*
+ * hetmm_fork - a child process: a copy of @parent's address space (private
+ * memory copy-on-write, shared memory shared, VM_DONTCOPY ranges left out)
+ * and of its fd table. Return: the child, or ERR_PTR(-ENOMEM) with nothing
+ * changed that a process can observe.
+ */
+struct mm_struct *hetmm_fork(struct mm_struct *parent);
 
 /*
  * hetmm_mmap - map memory, as mmap(2).
- * Return: the address, or -EINVAL (bad length/alignment/flags, or
- * MAP_FIXED below PAGE_SIZE or past TASK_SIZE), -ENOMEM (no room, or
- * MAP_POPULATE could not allocate), -EEXIST (MAP_FIXED_NOREPLACE over a
- * mapping), -EOPNOTSUPP (a mapping kind not implemented yet).
+ * Anonymous (@fd -1) or file mappings, MAP_PRIVATE or MAP_SHARED (shared
+ * anonymous memory is an unlinked tmpfs file, as in Linux).
+ * Return: the address, or -EINVAL (bad length/alignment/flags/offset),
+ * -ENOMEM (no room), -EEXIST (MAP_FIXED_NOREPLACE over a mapping), -EBADF
+ * (bad fd), -EACCES (file not open for reading, or a shared writable map
+ * of a file not open for writing), -EOVERFLOW (offset + length too big).
+ * MAP_POPULATE failures do not fail the call (as in Linux).
  */
 long hetmm_mmap(struct mm_struct *mm, unsigned long addr, size_t len,
 		int prot, int flags, int fd, off_t off);
 /* munmap(2). Return: 0, or -EINVAL for a misaligned or overflowing range. */
 int hetmm_munmap(struct mm_struct *mm, unsigned long addr, size_t len);
+/*
+ * mprotect(2). Return: 0, -EINVAL (misaligned start, unknown prot bits),
+ * -ENOMEM (overflow, or part of the range unmapped), -EACCES (PROT_WRITE on
+ * a shared mapping of a file opened read-only).
+ */
+int hetmm_mprotect(struct mm_struct *mm, unsigned long addr, size_t len,
+		   int prot);
+/*
+ * madvise(2) with MADV_DONTNEED, MADV_POPULATE_READ/WRITE, MADV_HUGEPAGE,
+ * MADV_NOHUGEPAGE, MADV_DONTFORK, MADV_DOFORK. Return: 0, -EINVAL (bad
+ * advice or alignment), -ENOMEM (a hole), -EFAULT (populate without
+ * permission, or beyond the end of a file).
+ */
+int hetmm_madvise(struct mm_struct *mm, unsigned long addr, size_t len,
+		  int advice);
+/*
+ * mremap(2) with MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP.
+ * Return: the new address, or -EINVAL (bad flags, alignment, lengths,
+ * overlapping ranges), -EFAULT (the old range is not one mapping), -ENOMEM
+ * (no room to grow or move).
+ */
+long hetmm_mremap(struct mm_struct *mm, unsigned long old_addr,
+		  size_t old_len, size_t new_len, int flags,
+		  unsigned long new_addr);
+
+/*
+ * Files of the machine's in-memory filesystem (one per machine, shared by
+ * every process). @flags are open(2)'s O_RDONLY/O_WRONLY/O_RDWR, O_CREAT,
+ * O_EXCL, O_TRUNC, O_APPEND; hetmm_open_kind() creates a file of the given
+ * enum hetmm_fs_kind (0 tmpfs-like, 1 writeback). Return: an fd >= 0 or a
+ * negative errno, as the system calls.
+ */
+int hetmm_open(struct mm_struct *mm, const char *path, int flags);
+int hetmm_open_kind(struct mm_struct *mm, const char *path, int flags,
+		    int kind);
+int hetmm_close(struct mm_struct *mm, int fd);
+int hetmm_ftruncate(struct mm_struct *mm, int fd, off_t len);
+ssize_t hetmm_pread(struct mm_struct *mm, int fd, void *buf, size_t len,
+		    off_t off);
+ssize_t hetmm_pwrite(struct mm_struct *mm, int fd, const void *buf,
+		     size_t len, off_t off);
+int hetmm_unlink(struct mm_struct *mm, const char *path);
+/* The machine's filesystem (created with the first process). */
+struct hetmm_fs *hetmm_machine_fs(struct hetmm_machine *m);
 
 /*
  * hetmm_cpu_read/hetmm_cpu_write - a load/store of @len bytes at @addr by
@@ -57,6 +130,16 @@ int hetmm_cpu_read(struct mm_struct *mm, unsigned int cpu, unsigned long addr,
 		   void *buf, size_t len);
 int hetmm_cpu_write(struct mm_struct *mm, unsigned int cpu, unsigned long addr,
 		    const void *buf, size_t len);
+/*
+ * hetmm_cpu_cmpxchg - an atomic 8-byte compare-and-swap at @addr (8-byte
+ * aligned) by CPU @cpu: if the value is @old it becomes @new. It faults as
+ * a write whether or not it stores, as x86's locked cmpxchg does.
+ * Return: 0 and *@prev = the value found (success iff *@prev == @old),
+ * -EINVAL (misaligned, bad cpu), -EFAULT, -ENOMEM.
+ */
+int hetmm_cpu_cmpxchg(struct mm_struct *mm, unsigned int cpu,
+		      unsigned long addr, uint64_t old, uint64_t new,
+		      uint64_t *prev);
 
 /*
  * handle_mm_fault - resolve a fault at @addr in @vma.

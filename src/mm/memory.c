@@ -1,55 +1,41 @@
 // SPDX-License-Identifier: MIT
 /*
- * memory.c - the CPU fault path, zapping, and CPU accesses.
+ * memory.c - the CPU fault path (anonymous and file), zapping, and CPU
+ * accesses through the software MMU.
  *
  * Locking and invariants:
- *   mmap_lock (read for faults and accesses, write for VMA changes)
- *     PTE-table lock (every PTE change; allocations may nest inside it:
- *     ptl -> per-thread page list -> zone lock)
+ *   mmap_lock (read for faults and TLB-miss accesses, write for VMA changes)
+ *     inode i_rwsem (shared, file faults) -> folio lock
+ *       PTE-table lock (every PTE change; allocations may nest inside it:
+ *       ptl -> per-thread page list -> zone lock; TLB fills and flushes
+ *       nest inside it: ptl -> cpu->lock)
  *   - A present PTE mapping a normal folio holds one reference and one
  *     mapcount of that page: refcount >= mapcount (+ other holders).
  *   - The shared zero page is mapped special and read-only, and is never
  *     counted.
- *   - A writable PTE of a private anonymous mapping maps a PageAnonExclusive
- *     page; a page that is not exclusive is mapped read-only.
+ *   - A writable PTE of a private mapping maps a PageAnonExclusive anon
+ *     page; a page that is not exclusive is mapped read-only. A writable
+ *     PTE of a shared file mapping maps a folio marked dirty.
  *   - A fault re-checks the PTE under its lock before installing anything,
  *     so racing faults on one address install exactly one page.
+ *   - A PTE that is removed or replaced is flushed from the TLBs before the
+ *     page it mapped loses the PTE's reference (mmu_gather, or
+ *     ptep_clear_flush for a single replacement).
+ *   - A CPU access that hits the TLB holds only cpu->lock; see tlb.h.
  */
 #include <string.h>
 
 #include <hetmm/err.h>
-#include <hetmm/mmu_notifier.h>
 #include <hetmm/stats.h>
-#include <hetmm/uapi.h>
+
+#include "internal.h"
 
 static unsigned long zero_pfn(struct mm_struct *mm)
 {
 	return page_to_pfn(mm->machine->zero_page);
 }
 
-static bool is_cow_mapping(unsigned long flags)
-{
-	return (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE;
-}
-
-/* Add/remove one PTE mapping of an order-0 page. */
-static void page_add_pte_rmap(struct page *page)
-{
-	atomic_fetch_add_explicit(&page->_mapcount, 1, memory_order_relaxed);
-}
-
-static void page_remove_pte_rmap(struct page *page)
-{
-	int v = atomic_fetch_sub_explicit(&page->_mapcount, 1,
-					  memory_order_relaxed) -
-		1;
-
-	if (v < -1)
-		hetmm_bad_page(page, "mapcount dropped below zero");
-}
-
-/* Walk to the PTE of @addr, allocating tables. NULL on -ENOMEM. */
-static pmd_t *fault_pmd(struct mm_struct *mm, unsigned long addr)
+pmd_t *pte_table_alloc(struct mm_struct *mm, unsigned long addr)
 {
 	pud_t *pud = pud_alloc(mm, pgd_offset(mm, addr), addr);
 	pmd_t *pmd;
@@ -62,11 +48,19 @@ static pmd_t *fault_pmd(struct mm_struct *mm, unsigned long addr)
 	return pmd;
 }
 
+static pgoff_t linear_page_index(struct vm_area_struct *vma,
+				 unsigned long addr)
+{
+	return ((addr - vma->vm_start) >> PAGE_SHIFT) + vma->vm_pgoff;
+}
+
 static struct folio *new_anon_folio(struct vm_area_struct *vma,
-				    unsigned long addr)
+				    unsigned long addr, bool zero)
 {
 	struct folio *folio = folio_alloc(vma->vm_mm->machine,
-					  __GFP_ZERO | __GFP_MOVABLE, 0);
+					  (zero ? __GFP_ZERO : 0) |
+						  __GFP_MOVABLE,
+					  0);
 
 	if (!folio)
 		return NULL;
@@ -75,45 +69,125 @@ static struct folio *new_anon_folio(struct vm_area_struct *vma,
 	folio_set_flag(folio, PG_uptodate);
 	SetPageAnonExclusive(&folio->page);
 	folio->page.mapping = vma->anon_vma;
-	folio->page.index = (addr - vma->vm_start) / PAGE_SIZE + vma->vm_pgoff;
+	folio->page.index = linear_page_index(vma, addr);
 	return folio;
 }
 
-/* A none PTE: the zero page for reads, a fresh page for writes. */
+/* The PTE bits a fresh mapping of a page gets in @vma. */
+static pte_t mk_pte_vma(unsigned long pfn, struct vm_area_struct *vma,
+			bool writable, bool dirty)
+{
+	pte_t e = pfn_pte(pfn, _PAGE_YOUNG);
+
+	if (dirty)
+		e = pte_mkdirty(e);
+	if (writable && (vma->vm_flags & VM_WRITE))
+		e = pte_mkwrite(e);
+	return e;
+}
+
+/* Install @entry at a none PTE; false if somebody else got there first. */
+static bool install_pte(struct mm_struct *mm, pmd_t *pmd, unsigned long addr,
+			pte_t entry, struct page *page)
+{
+	spinlock_t *ptl;
+	pte_t *pte = pte_offset_map_lock(mm, pmd, addr, &ptl);
+
+	if (!pte || !pte_none(ptep_get(pte))) {
+		if (pte)
+			spin_unlock(ptl);
+		return false;
+	}
+	if (page)
+		page_add_pte_rmap(page);
+	set_pte(pte, entry);
+	spin_unlock(ptl);
+	return true;
+}
+
+/* A none PTE in anon memory: the zero page for reads, a fresh page else. */
 static int do_anonymous_page(struct vm_area_struct *vma, pmd_t *pmd,
 			     unsigned long addr, unsigned int flags)
 {
 	struct mm_struct *mm = vma->vm_mm;
 	struct folio *folio = NULL;
-	spinlock_t *ptl;
-	pte_t *pte, entry;
+	pte_t entry;
 
 	if (!(flags & FAULT_FLAG_WRITE)) {
 		entry = pte_mkspecial(pfn_pte(zero_pfn(mm), _PAGE_YOUNG));
 	} else {
-		folio = new_anon_folio(vma, addr);
+		folio = new_anon_folio(vma, addr, true);
 		if (!folio)
 			return -ENOMEM;
-		entry = pfn_pte(folio_pfn(folio), _PAGE_YOUNG | _PAGE_DIRTY);
-		if (vma->vm_flags & VM_WRITE)
-			entry = pte_mkwrite(entry);
+		entry = mk_pte_vma(folio_pfn(folio), vma, true, true);
 	}
-	pte = pte_offset_map_lock(mm, pmd, addr, &ptl);
-	if (!pte || !pte_none(ptep_get(pte))) {
-		/* Somebody else got here first: theirs stands. */
-		if (pte)
-			spin_unlock(ptl);
+	if (!install_pte(mm, pmd, addr, entry, folio ? &folio->page : NULL)) {
 		if (folio)
 			folio_put(folio);
 		return 0;
 	}
-	if (folio)
-		page_add_pte_rmap(&folio->page);
-	set_pte(pte, entry);
-	spin_unlock(ptl);
 	count_stat(folio ? HETMM_STAT_fault_zero_fill :
 			   HETMM_STAT_fault_zero_page);
 	return 0;
+}
+
+/*
+ * A none PTE in a file mapping: map the page-cache folio, or (write to a
+ * private mapping) a private anon copy of it.
+ */
+static int do_file_fault(struct vm_area_struct *vma, pmd_t *pmd,
+			 unsigned long addr, unsigned int flags)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	struct inode *inode = file_inode(vma->vm_file);
+	pgoff_t pgoff = linear_page_index(vma, addr);
+	bool write = flags & FAULT_FLAG_WRITE;
+	struct folio *folio, *copy = NULL;
+	int ret = 0;
+	pte_t entry;
+
+	inode_lock_shared(inode);
+	if ((loff_t)pgoff >=
+	    (i_size_read(inode) + (loff_t)PAGE_SIZE - 1) >> PAGE_SHIFT) {
+		/* Beyond EOF: SIGBUS in Linux; the caller sees -EFAULT. */
+		inode_unlock_shared(inode);
+		count_stat(HETMM_STAT_fault_sigbus);
+		return -EFAULT;
+	}
+	folio = filemap_grab_folio(vma->vm_file->f_mapping, pgoff);
+	if (IS_ERR(folio)) {
+		inode_unlock_shared(inode);
+		return PTR_ERR(folio) == -ENOMEM ? -ENOMEM : -EFAULT;
+	}
+	if (write && !(vma->vm_flags & VM_SHARED)) {
+		copy = new_anon_folio(vma, addr, false);
+		if (!copy) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		copy_highpage(&copy->page, &folio->page);
+		entry = mk_pte_vma(folio_pfn(copy), vma, true, true);
+		if (install_pte(mm, pmd, addr, entry, &copy->page)) {
+			copy = NULL;
+			count_stat(HETMM_STAT_fault_file_cow);
+		}
+		goto out;
+	}
+	if (write)
+		folio_mark_dirty(folio);
+	entry = mk_pte_vma(folio_pfn(folio), vma, write, write);
+	folio_get(folio); /* the PTE's reference */
+	if (install_pte(mm, pmd, addr, entry, &folio->page))
+		count_stat(HETMM_STAT_fault_file);
+	else
+		folio_put(folio);
+out:
+	folio_unlock(folio);
+	folio_put(folio);
+	inode_unlock_shared(inode);
+	if (copy)
+		folio_put(copy);
+	return ret;
 }
 
 /*
@@ -130,25 +204,47 @@ static bool wp_can_reuse_anon_page(struct page *page)
 	if (PageAnonExclusive(page))
 		return true;
 	if (folio_test_large(folio))
-		return false; /* large folios: copy (no THP yet) */
+		return false;
 	return folio_ref_count(folio) == 1;
 }
 
 /*
- * A write or unshare fault on a present, read-only PTE. Called with the
- * PTE lock held; returns with it released.
+ * A write fault on a read-only PTE of a shared mapping: the page stays,
+ * becomes writable, and its folio is dirtied (the write notification the
+ * writeback kind relies on). Called with the PTE lock held; releases it.
+ */
+static int wp_page_shared(struct vm_area_struct *vma, pte_t *pte,
+			  spinlock_t *ptl)
+{
+	pte_t orig = ptep_get(pte);
+
+	if (!pte_special(orig))
+		folio_mark_dirty(page_folio(
+			pfn_to_page(vma->vm_mm->machine, pte_pfn(orig))));
+	set_pte(pte, pte_mkwrite(pte_mkyoung(pte_mkdirty(orig))));
+	spin_unlock(ptl);
+	count_stat(HETMM_STAT_fault_wp_reuse);
+	return 0;
+}
+
+/*
+ * A write or unshare fault on a present, read-only PTE of a private
+ * mapping. Called with the PTE lock held; returns with it released.
  */
 static int do_wp_page(struct vm_area_struct *vma, pmd_t *pmd, pte_t *pte,
 		      spinlock_t *ptl, unsigned long addr, unsigned int flags)
 {
+	struct mm_struct *mm = vma->vm_mm;
 	pte_t orig = ptep_get(pte), entry;
 	struct mmu_notifier_range range;
+	bool unshare = flags & FAULT_FLAG_UNSHARE;
 	struct page *old = NULL;
 	struct folio *copy;
-	bool unshare = flags & FAULT_FLAG_UNSHARE;
 
+	if (!unshare && (vma->vm_flags & VM_SHARED))
+		return wp_page_shared(vma, pte, ptl);
 	if (!pte_special(orig))
-		old = pfn_to_page(vma->vm_mm->machine, pte_pfn(orig));
+		old = pfn_to_page(mm->machine, pte_pfn(orig));
 	if (old && wp_can_reuse_anon_page(old)) {
 		SetPageAnonExclusive(old);
 		if (!unshare) {
@@ -170,7 +266,7 @@ static int do_wp_page(struct vm_area_struct *vma, pmd_t *pmd, pte_t *pte,
 	if (old)
 		get_page(old);
 	spin_unlock(ptl);
-	copy = new_anon_folio(vma, addr);
+	copy = new_anon_folio(vma, addr, !old);
 	if (!copy) {
 		if (old)
 			put_page(old);
@@ -178,10 +274,10 @@ static int do_wp_page(struct vm_area_struct *vma, pmd_t *pmd, pte_t *pte,
 	}
 	if (old)
 		copy_highpage(&copy->page, old);
-	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, vma->vm_mm, addr,
+	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr,
 				addr + PAGE_SIZE);
 	mmu_notifier_invalidate_range_start(&range);
-	pte = pte_offset_map_lock(vma->vm_mm, pmd, addr, &ptl);
+	pte = pte_offset_map_lock(mm, pmd, addr, &ptl);
 	if (!pte || pte_val(ptep_get(pte)) != pte_val(orig)) {
 		if (pte)
 			spin_unlock(ptl);
@@ -197,6 +293,8 @@ static int do_wp_page(struct vm_area_struct *vma, pmd_t *pmd, pte_t *pte,
 		if (vma->vm_flags & VM_WRITE)
 			entry = pte_mkwrite(entry);
 	}
+	/* No CPU may read the old page through a stale entry after this. */
+	ptep_clear_flush(mm, addr, pte);
 	page_add_pte_rmap(&copy->page);
 	set_pte(pte, entry);
 	spin_unlock(ptl);
@@ -230,29 +328,36 @@ int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr,
 	addr &= PAGE_MASK;
 	if (write && !(vma->vm_flags & VM_WRITE))
 		return -EFAULT;
-	if (!write && !(vma->vm_flags & (VM_READ | VM_WRITE)) && !unshare)
+	if (!(vma->vm_flags & (VM_READ | VM_WRITE)))
 		return -EFAULT;
 	/* Unshare only means something in a COW mapping. */
 	if (unshare && !is_cow_mapping(vma->vm_flags))
 		flags &= ~FAULT_FLAG_UNSHARE;
 
-	pmd = fault_pmd(mm, addr);
+	pmd = pte_table_alloc(mm, addr);
 	if (!pmd)
 		return -ENOMEM;
 	pte = pte_offset_map_lock(mm, pmd, addr, &ptl);
 	if (!pte)
-		return -EFAULT;
+		return 0; /* the table changed under us: retry */
 	orig = ptep_get(pte);
 	if (pte_none(orig)) {
 		spin_unlock(ptl);
-		/* Unshare of nothing is a read fault (maps the zero page). */
-		return do_anonymous_page(vma, pmd, addr,
-					 flags & ~FAULT_FLAG_UNSHARE);
+		/* Unshare of nothing is a read fault. */
+		flags &= ~FAULT_FLAG_UNSHARE;
+		if (vma->vm_file)
+			return do_file_fault(vma, pmd, addr, flags);
+		return do_anonymous_page(vma, pmd, addr, flags);
 	}
 	if (!pte_present(orig)) {
 		/* Migration/device entries arrive with their layers. */
 		spin_unlock(ptl);
 		return -EFAULT;
+	}
+	if (pte_protnone(orig)) {
+		/* The VMA allows access again (mprotect raced): restore. */
+		orig = pte_clear_flags(orig, _PAGE_PROTNONE);
+		set_pte(pte, orig);
 	}
 	if ((flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE)) &&
 	    !pte_write(orig)) {
@@ -269,34 +374,50 @@ int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr,
 	return 0;
 }
 
-/* ------------------------------------------------------------------ zap */
+int populate_range(struct mm_struct *mm, unsigned long start,
+		   unsigned long end, bool write)
+{
+	mmap_assert_locked(mm);
+	for (unsigned long a = start; a < end; a += PAGE_SIZE) {
+		struct vm_area_struct *vma = vma_lookup(mm, a);
+		int ret;
 
-struct zap_ctx {
-	unsigned long zapped;
-};
+		if (!vma)
+			return -ENOMEM;
+		ret = handle_mm_fault(vma, a, write ? FAULT_FLAG_WRITE : 0);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ zap */
 
 static int zap_pte(pte_t *pte, unsigned long addr, unsigned long next,
 		   struct mm_walk *walk)
 {
-	struct zap_ctx *z = walk->private;
+	struct mmu_gather *tlb = walk->private;
 	pte_t old = ptep_get_and_clear(pte);
+	struct folio *folio;
 	struct page *page;
 
-	(void)addr;
 	(void)next;
 	if (pte_none(old))
 		return 0;
-	z->zapped++;
 	count_stat(HETMM_STAT_pte_zapped);
 	if (!pte_present(old)) {
 		HETMM_WARN_ON_ONCE(1); /* no softleaf kinds are created yet */
 		return 0;
 	}
+	tlb_track(tlb, addr, PAGE_SIZE);
 	if (pte_special(old))
 		return 0;
 	page = pfn_to_page(walk->mm->machine, pte_pfn(old));
+	folio = page_folio(page);
+	if (pte_dirty(old) && !folio_test_anon(folio) && folio->page.mapping)
+		folio_mark_dirty(folio);
 	page_remove_pte_rmap(page);
-	put_page(page);
+	tlb_remove_page(tlb, page);
 	return 0;
 }
 
@@ -305,37 +426,137 @@ static const struct mm_walk_ops zap_ops = {
 	.walk_lock = PGWALK_RDLOCK,
 };
 
-void zap_page_range(struct vm_area_struct *vma, unsigned long start,
-		    unsigned long end)
+static const struct mm_walk_ops zap_ops_nolock = {
+	.pte_entry = zap_pte,
+	.walk_lock = PGWALK_NOLOCK,
+};
+
+static void zap_range(struct vm_area_struct *vma, unsigned long start,
+		      unsigned long end, enum mmu_notifier_event event,
+		      bool locked)
 {
+	struct mm_struct *mm = vma->vm_mm;
 	struct mmu_notifier_range range;
-	struct zap_ctx z = { 0 };
+	struct mmu_gather tlb;
 
 	start = max(start, vma->vm_start);
 	end = min(end, vma->vm_end);
 	if (start >= end)
 		return;
 	/* Device mirrors drop their view before the CPU's goes. */
-	mmu_notifier_range_init(&range, MMU_NOTIFY_UNMAP, 0, vma->vm_mm, start,
-				end);
+	mmu_notifier_range_init(&range, event, 0, mm, start, end);
 	mmu_notifier_invalidate_range_start(&range);
-	walk_page_range_novma(vma->vm_mm, start, end, &zap_ops, &z);
+	tlb_gather_mmu(&tlb, mm);
+	if (locked) {
+		walk_page_range_novma(mm, start, end, &zap_ops, &tlb);
+	} else {
+		rcu_read_lock();
+		if (mm->pgd)
+			walk_page_range_novma(mm, start, end, &zap_ops_nolock,
+					      &tlb);
+		rcu_read_unlock();
+	}
+	tlb_finish_mmu(&tlb);
 	mmu_notifier_invalidate_range_end(&range);
+}
+
+void zap_page_range_event(struct vm_area_struct *vma, unsigned long start,
+			  unsigned long end, enum mmu_notifier_event event)
+{
+	mmap_assert_locked(vma->vm_mm);
+	zap_range(vma, start, end, event, true);
+}
+
+void zap_vma_range_locked(struct vm_area_struct *vma, unsigned long start,
+			  unsigned long end, enum mmu_notifier_event event)
+{
+	zap_range(vma, start, end, event, false);
+}
+
+void zap_page_range(struct vm_area_struct *vma, unsigned long start,
+		    unsigned long end)
+{
+	zap_page_range_event(vma, start, end, MMU_NOTIFY_UNMAP);
 }
 
 /* ---------------------------------------------------------- CPU access */
 
+enum access_op {
+	ACCESS_READ,
+	ACCESS_WRITE,
+	ACCESS_CMPXCHG,
+};
+
+struct access {
+	enum access_op op;
+	unsigned char *buf;
+	uint64_t old, new, prev; /* cmpxchg */
+};
+
+/* Move the bytes of one page (@host may be NULL: metadata-only). */
+static void access_bytes(struct access *a, unsigned char *host, size_t len)
+{
+	switch (a->op) {
+	case ACCESS_READ:
+		if (host)
+			memcpy(a->buf, host, len);
+		else
+			memset(a->buf, 0, len);
+		break;
+	case ACCESS_WRITE:
+		if (host)
+			memcpy(host, a->buf, len);
+		break;
+	case ACCESS_CMPXCHG:
+		if (host) {
+			uint64_t expect = a->old;
+
+			__atomic_compare_exchange_n((uint64_t *)host, &expect,
+						    a->new, false,
+						    __ATOMIC_SEQ_CST,
+						    __ATOMIC_SEQ_CST);
+			a->prev = expect;
+		} else {
+			a->prev = 0;
+		}
+		break;
+	}
+}
+
+/* A TLB hit does the access under cpu->lock. True if it hit. */
+static inline bool tlb_access(struct hetmm_cpu *c, struct mm_struct *mm,
+			      unsigned long addr, struct access *a, size_t len)
+{
+	unsigned long vpn = addr >> PAGE_SHIFT;
+	unsigned int need = a->op == ACCESS_READ ? TLB_PERM_READ :
+						   TLB_PERM_WRITE;
+	struct tlb_entry *e = tlb_slot(c, vpn);
+
+	spin_lock(&c->lock);
+	if (likely(e->vpn == vpn && e->asid == mm->asid && (e->perm & need))) {
+		access_bytes(a, e->host ? e->host + (addr & ~PAGE_MASK) : NULL,
+			     len);
+		spin_unlock(&c->lock);
+		count_stat(HETMM_STAT_tlb_hit);
+		return true;
+	}
+	spin_unlock(&c->lock);
+	return false;
+}
+
 /*
- * Access the bytes of one page at @addr (len within the page). Faults the
- * page in as needed. Context: mmap_lock held for read.
+ * A TLB miss: walk, fault as needed, access, fill the TLB. Context:
+ * mmap_lock held for read.
  */
-static int access_one_page(struct mm_struct *mm, unsigned long addr,
-			   void *buf, size_t len, bool write)
+static int access_slow(struct hetmm_cpu *c, struct mm_struct *mm,
+		       unsigned long addr, struct access *a, size_t len)
 {
 	struct vm_area_struct *vma = vma_lookup(mm, addr);
-	unsigned long need = write ? VM_WRITE : VM_READ;
+	bool write = a->op != ACCESS_READ;
+	unsigned long need = write ? VM_WRITE : (VM_READ | VM_WRITE);
 	int ret;
 
+	count_stat(HETMM_STAT_tlb_miss);
 	if (!vma || !(vma->vm_flags & need)) {
 		count_stat(HETMM_STAT_fault_sigsegv);
 		return -EFAULT;
@@ -349,23 +570,22 @@ static int access_one_page(struct mm_struct *mm, unsigned long addr,
 		if (pte) {
 			pte_t e = ptep_get(pte);
 
-			if (pte_present(e) && (!write || pte_write(e))) {
-				unsigned char *p = page_address(
+			if (pte_access_permitted(e, write)) {
+				unsigned char *host = page_address(
 					pfn_to_page(mm->machine, pte_pfn(e)));
+				unsigned int perm = TLB_PERM_READ;
 
-				if (p) {
-					p += addr & ~PAGE_MASK;
-					if (write)
-						memcpy(p, buf, len);
-					else
-						memcpy(buf, p, len);
-				} else if (!write) {
-					memset(buf, 0, len); /* metadata-only */
-				}
 				e = pte_mkyoung(e);
 				if (write)
 					e = pte_mkdirty(e);
 				set_pte(pte, e);
+				if (pte_write(e) && pte_dirty(e))
+					perm |= TLB_PERM_WRITE;
+				tlb_fill(mm, c, addr, pte_pfn(e), host, perm);
+				access_bytes(a,
+					     host ? host + (addr & ~PAGE_MASK) :
+						    NULL,
+					     len);
 				spin_unlock(ptl);
 				return 0;
 			}
@@ -378,37 +598,71 @@ static int access_one_page(struct mm_struct *mm, unsigned long addr,
 }
 
 static int cpu_access(struct mm_struct *mm, unsigned int cpu,
-		      unsigned long addr, void *buf, size_t len, bool write)
+		      unsigned long addr, size_t len, struct access *a)
 {
+	struct mm_machine *mmm;
+	struct hetmm_cpu *c;
+	bool locked = false;
 	int ret = 0;
 
-	if (!mm || (!buf && len) || cpu >= mm->machine->cfg.nr_cpus)
+	if (unlikely(!mm || (!a->buf && len)))
 		return -EINVAL;
-	if (addr + len < addr)
+	mmm = mm_machine_peek(mm->machine);
+	if (unlikely(!mmm || cpu >= mmm->nr_cpus))
+		return -EINVAL;
+	if (unlikely(addr + len < addr || addr + len > TASK_SIZE))
 		return -EFAULT;
-	mmap_read_lock(mm);
+	c = &mmm->cpus[cpu];
 	while (len) {
 		size_t chunk = min(len, PAGE_SIZE - (addr & ~PAGE_MASK));
 
-		ret = access_one_page(mm, addr, buf, chunk, write);
-		if (ret)
-			break;
+		if (!tlb_access(c, mm, addr, a, chunk)) {
+			if (!locked) {
+				mmap_read_lock(mm);
+				locked = true;
+			}
+			ret = access_slow(c, mm, addr, a, chunk);
+			if (ret)
+				break;
+		}
 		addr += chunk;
-		buf = (unsigned char *)buf + chunk;
+		a->buf += chunk;
 		len -= chunk;
 	}
-	mmap_read_unlock(mm);
+	if (locked)
+		mmap_read_unlock(mm);
 	return ret;
 }
 
 int hetmm_cpu_read(struct mm_struct *mm, unsigned int cpu, unsigned long addr,
 		   void *buf, size_t len)
 {
-	return cpu_access(mm, cpu, addr, buf, len, false);
+	struct access a = { .op = ACCESS_READ, .buf = buf };
+
+	return cpu_access(mm, cpu, addr, len, &a);
 }
 
 int hetmm_cpu_write(struct mm_struct *mm, unsigned int cpu, unsigned long addr,
 		    const void *buf, size_t len)
 {
-	return cpu_access(mm, cpu, addr, (void *)buf, len, true);
+	struct access a = { .op = ACCESS_WRITE, .buf = (void *)buf };
+
+	return cpu_access(mm, cpu, addr, len, &a);
+}
+
+int hetmm_cpu_cmpxchg(struct mm_struct *mm, unsigned int cpu,
+		      unsigned long addr, uint64_t old, uint64_t new,
+		      uint64_t *prev)
+{
+	uint64_t dummy;
+	struct access a = { .op = ACCESS_CMPXCHG, .buf = (void *)&dummy,
+			    .old = old, .new = new };
+	int ret;
+
+	if (!prev || !IS_ALIGNED(addr, sizeof(uint64_t)))
+		return -EINVAL;
+	ret = cpu_access(mm, cpu, addr, sizeof(uint64_t), &a);
+	if (!ret)
+		*prev = a.prev;
+	return ret;
 }

@@ -14,18 +14,21 @@
 #include <string.h>
 
 #include <hetmm/err.h>
-#include <hetmm/mm.h>
-#include <hetmm/mmu_notifier.h>
-#include <hetmm/uapi.h>
+
+#include "internal.h"
 
 static atomic_uint next_asid = 1;
 
 struct mm_struct *mm_alloc(struct hetmm_machine *m)
 {
+	struct mm_machine *mmm;
 	struct mm_struct *mm;
 
 	if (!m)
 		return ERR_PTR(-EINVAL);
+	mmm = mm_machine(m);
+	if (!mmm)
+		return ERR_PTR(-ENOMEM);
 	mm = calloc(1, sizeof(*mm));
 	if (!mm)
 		return ERR_PTR(-ENOMEM);
@@ -43,6 +46,9 @@ struct mm_struct *mm_alloc(struct hetmm_machine *m)
 		free(mm);
 		return ERR_PTR(-ENOMEM);
 	}
+	mutex_lock(&mmm->mm_list_lock);
+	list_add_tail(&mm->mm_list, &mmm->mms);
+	mutex_unlock(&mmm->mm_list_lock);
 	return mm;
 }
 
@@ -86,6 +92,7 @@ void mmdrop(struct mm_struct *mm)
  */
 static void exit_mmap(struct mm_struct *mm)
 {
+	struct mm_machine *mmm = mm_machine_peek(mm->machine);
 	struct rb_node *n;
 
 	mmu_notifier_release(mm);
@@ -96,11 +103,14 @@ static void exit_mmap(struct mm_struct *mm)
 
 		zap_page_range(vma, vma->vm_start, vma->vm_end);
 		vma_unlink(vma);
-		free(vma);
+		vm_area_free(vma);
 	}
 	free_pgd_range(mm, 0, TASK_SIZE);
 	mmap_write_unlock(mm);
 	HETMM_WARN_ON_ONCE(mm->pgd != NULL);
+	mutex_lock(&mmm->mm_list_lock);
+	list_del_init(&mm->mm_list);
+	mutex_unlock(&mmm->mm_list_lock);
 }
 
 void mmput(struct mm_struct *mm)

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * mmap.c - mmap/munmap of private anonymous memory, process lifetime.
+ * mmap.c - mmap/munmap: anonymous and file mappings, private and shared.
  *
  * Locking and invariants: both calls take mmap_lock for write for their
  * whole duration, so they are atomic with respect to faults and other
@@ -12,18 +12,8 @@
 #include <string.h>
 
 #include <hetmm/err.h>
-#include <hetmm/uapi.h>
 
-struct mm_struct *hetmm_process_create(struct hetmm_machine *m)
-{
-	return mm_alloc(m);
-}
-
-void hetmm_exit(struct mm_struct *mm)
-{
-	if (mm)
-		mmput(mm);
-}
+#include "internal.h"
 
 static unsigned long prot_to_vm_flags(int prot)
 {
@@ -35,11 +25,15 @@ static unsigned long prot_to_vm_flags(int prot)
 		f |= VM_WRITE | VM_READ; /* x86: writable implies readable */
 	if (prot & PROT_EXEC)
 		f |= VM_EXEC | VM_READ;
-	return f | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
+	return f;
 }
 
-/* Highest free gap of @len below HETMM_MMAP_BASE, or 0. */
-static unsigned long get_unmapped_area(struct mm_struct *mm, size_t len)
+unsigned long vm_flags_from_prot(int prot)
+{
+	return prot_to_vm_flags(prot);
+}
+
+unsigned long get_unmapped_area(struct mm_struct *mm, unsigned long len)
 {
 	unsigned long top = HETMM_MMAP_BASE;
 	struct rb_node *n;
@@ -57,30 +51,27 @@ static unsigned long get_unmapped_area(struct mm_struct *mm, size_t len)
 	return top >= len + PAGE_SIZE ? top - len : 0;
 }
 
-/*
- * Split @vma at @addr using the preallocated @tail: @vma keeps
- * [vm_start, addr), @tail takes [addr, vm_end) and is linked in.
- */
-static struct vm_area_struct *split_vma_at(struct vm_area_struct *vma,
-					   unsigned long addr,
-					   struct vm_area_struct *tail)
+int hugetlb_range_ok(struct mm_struct *mm, unsigned long start,
+		     unsigned long end)
 {
-	*tail = *vma;
-	RB_CLEAR_NODE(&tail->vm_rb);
-	tail->vm_start = addr;
-	tail->vm_pgoff += (addr - vma->vm_start) >> PAGE_SHIFT;
-	vma->vm_end = addr;
-	/* Cannot fail: the two halves cover exactly the old range. */
-	HETMM_BUG_ON(insert_vm_struct(vma->vm_mm, tail));
-	return tail;
+	struct vm_area_struct *vma;
+
+	for (vma = find_vma(mm, start); vma && vma->vm_start < end;
+	     vma = vma_next(vma)) {
+		if (!(vma->vm_flags & VM_HUGETLB))
+			continue;
+		if ((start > vma->vm_start && !IS_ALIGNED(start, PMD_SIZE)) ||
+		    (end < vma->vm_end && !IS_ALIGNED(end, PMD_SIZE)))
+			return -EINVAL;
+	}
+	return 0;
 }
 
 /*
  * Remove every mapping in [start, end). Allocates the (at most two) split
  * VMAs first, so it fails with -ENOMEM before changing anything.
  */
-static int do_munmap(struct mm_struct *mm, unsigned long start,
-		     unsigned long end)
+int do_munmap(struct mm_struct *mm, unsigned long start, unsigned long end)
 {
 	struct vm_area_struct *vma, *next, *spare[2];
 	int nspare = 0;
@@ -100,14 +91,15 @@ static int do_munmap(struct mm_struct *mm, unsigned long start,
 		next = vma_next(vma);
 		if (vma->vm_start < start) {
 			/* Keep [vm_start, start); go on with the rest. */
-			next = split_vma_at(vma, start, spare[nspare++]);
+			split_vma_at(vma, start, spare[nspare]);
+			next = spare[nspare++];
 			continue;
 		}
 		if (vma->vm_end > end)
 			split_vma_at(vma, end, spare[nspare++]);
 		zap_page_range(vma, vma->vm_start, vma->vm_end);
 		vma_unlink(vma);
-		free(vma);
+		vm_area_free(vma);
 	}
 	while (nspare < 2)
 		free(spare[nspare++]);
@@ -121,30 +113,61 @@ long hetmm_mmap(struct mm_struct *mm, unsigned long addr, size_t len,
 	const int known = MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED |
 			  MAP_FIXED_NOREPLACE | MAP_POPULATE | MAP_NORESERVE |
 			  MAP_HUGETLB;
-	struct vm_area_struct *vma;
-	unsigned long end;
+	struct vm_area_struct *vma = NULL;
+	struct file *file = NULL;
+	unsigned long end, pgoff;
 	int ret;
 
-	(void)off;
 	if (!mm || !len || (flags & ~known) ||
 	    (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)))
 		return -EINVAL;
 	if (!(flags & (MAP_SHARED | MAP_PRIVATE)) ||
 	    (flags & MAP_SHARED && flags & MAP_PRIVATE))
 		return -EINVAL;
+	if (off < 0 || !IS_ALIGNED((unsigned long)off, PAGE_SIZE))
+		return -EINVAL;
+	if (flags & MAP_HUGETLB) {
+		if (!hugetlb_supported())
+			return -EOPNOTSUPP;
+		if (!(flags & MAP_ANONYMOUS))
+			return -EINVAL; /* no hugetlbfs files */
+		len = ALIGN(len, PMD_SIZE);
+		if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
+		    !IS_ALIGNED(addr, PMD_SIZE))
+			return -EINVAL;
+	}
 	len = ALIGN(len, PAGE_SIZE);
 	if (!len || len > TASK_SIZE)
 		return -ENOMEM;
 	if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
 	    (!IS_ALIGNED(addr, PAGE_SIZE) || addr > TASK_SIZE - len))
 		return -EINVAL;
-	if (!(flags & MAP_ANONYMOUS) || fd != -1 || (flags & MAP_SHARED) ||
-	    (flags & MAP_HUGETLB))
-		return -EOPNOTSUPP; /* file, shared and hugetlb come later */
+	if (!(flags & MAP_ANONYMOUS)) {
+		file = process_fget(mm, fd);
+		if (!file)
+			return -EBADF;
+		ret = -EACCES;
+		if (!(file->f_mode & FMODE_READ))
+			goto out_fput;
+		if ((flags & MAP_SHARED) && (prot & PROT_WRITE) &&
+		    !(file->f_mode & FMODE_WRITE))
+			goto out_fput;
+		ret = -EOVERFLOW;
+		if ((unsigned long)off + len < (unsigned long)off ||
+		    (loff_t)((unsigned long)off + len) > HETMM_FS_MAXBYTES)
+			goto out_fput;
+	}
+	pgoff = file ? (unsigned long)off >> PAGE_SHIFT : 0;
 
-	vma = calloc(1, sizeof(*vma));
+	ret = -ENOMEM;
+	vma = vm_area_alloc(mm);
 	if (!vma)
-		return -ENOMEM;
+		goto out_fput;
+	if (!(flags & MAP_SHARED)) {
+		vma->anon_vma = anon_vma_alloc();
+		if (!vma->anon_vma)
+			goto out_free;
+	}
 	mmap_write_lock(mm);
 	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
 		struct vm_area_struct *o = find_vma(mm, addr);
@@ -159,44 +182,61 @@ long hetmm_mmap(struct mm_struct *mm, unsigned long addr, size_t len,
 				goto out_unlock;
 		}
 	} else {
-		addr = get_unmapped_area(mm, len);
+		unsigned long extra = (flags & MAP_HUGETLB) ? PMD_SIZE : 0;
+
+		addr = get_unmapped_area(mm, len + extra);
 		if (!addr) {
 			ret = -ENOMEM;
 			goto out_unlock;
 		}
+		addr = ALIGN(addr, extra ? PMD_SIZE : PAGE_SIZE);
 	}
 	end = addr + len;
 	vma->vm_start = addr;
 	vma->vm_end = end;
-	vma->vm_flags = prot_to_vm_flags(prot);
-	if (!(prot & (PROT_READ | PROT_WRITE | PROT_EXEC)))
-		vma->vm_flags &= ~VM_READ;
+	vma->vm_flags = prot_to_vm_flags(prot) | VM_MAYREAD | VM_MAYWRITE |
+			VM_MAYEXEC;
+	if (flags & MAP_SHARED) {
+		vma->vm_flags |= VM_SHARED | VM_MAYSHARE;
+		if (file && !(file->f_mode & FMODE_WRITE))
+			vma->vm_flags &= ~VM_MAYWRITE;
+	}
 	if (flags & MAP_NORESERVE)
 		vma->vm_flags |= VM_NORESERVE;
-	vma->vm_pgoff = addr >> PAGE_SHIFT;
-	vma->anon_vma = NULL;
-	ret = insert_vm_struct(mm, vma);
+	if (flags & MAP_HUGETLB)
+		vma->vm_flags |= VM_HUGETLB;
+	if (file) {
+		vma->vm_file = file;
+		vma->vm_pgoff = pgoff;
+		file = NULL; /* the VMA holds the reference now */
+	} else {
+		/* Anonymous: a linear index, so splits and moves keep it. */
+		vma->vm_pgoff = addr >> PAGE_SHIFT;
+		if (flags & MAP_SHARED) {
+			ret = shmem_zero_setup(mm, vma);
+			if (ret)
+				goto out_unlock;
+		}
+	}
+	ret = vma_link(mm, vma);
 	if (ret)
 		goto out_unlock;
-	if (flags & MAP_POPULATE) {
-		unsigned int ff = (vma->vm_flags & VM_WRITE) ? FAULT_FLAG_WRITE :
-							       0;
-
-		for (unsigned long a = addr; a < end; a += PAGE_SIZE) {
-			if (!(vma->vm_flags & (VM_READ | VM_WRITE)))
-				break;
-			/* As in Linux, a populate failure does not fail
-			 * the mmap: the rest faults in on first touch. */
-			if (handle_mm_fault(vma, a, ff))
-				break;
-		}
+	if ((flags & MAP_POPULATE) &&
+	    (vma->vm_flags & (VM_READ | VM_WRITE))) {
+		/* As in Linux, a populate failure does not fail the mmap:
+		 * the rest faults in on first touch. */
+		populate_range(mm, addr, end, vma->vm_flags & VM_WRITE);
 	}
 	mmap_write_unlock(mm);
 	return (long)addr;
 
 out_unlock:
 	mmap_write_unlock(mm);
-	free(vma);
+out_free:
+	vm_area_free(vma);
+out_fput:
+	if (file)
+		fput(file);
 	return ret;
 }
 
@@ -210,7 +250,13 @@ int hetmm_munmap(struct mm_struct *mm, unsigned long addr, size_t len)
 	if (!len || addr > TASK_SIZE || len > TASK_SIZE - addr)
 		return -EINVAL;
 	mmap_write_lock(mm);
-	ret = do_munmap(mm, addr, addr + len);
+	ret = hugetlb_range_ok(mm, addr, addr + len) ?:
+		do_munmap(mm, addr, addr + len);
 	mmap_write_unlock(mm);
 	return ret;
+}
+
+bool hugetlb_supported(void)
+{
+	return false; /* MAP_HUGETLB needs PMD leaves (huge.c, to come) */
 }

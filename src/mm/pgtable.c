@@ -122,14 +122,18 @@ int __pte_alloc(struct mm_struct *mm, pmd_t *pmd)
 pte_t *pte_offset_map_lock(struct mm_struct *mm, pmd_t *pmd,
 			   unsigned long addr, spinlock_t **ptlp)
 {
+	pmd_t v = ptep_get(pmd);
 	spinlock_t *ptl;
 
-	if (!pmd_table(ptep_get(pmd)))
+	if (!pmd_table(v))
 		return NULL;
-	ptl = pte_lockptr(mm, pmd);
+	ptl = &pfn_to_page(mm->machine, pte_pfn(v))->ptl;
 	spin_lock(ptl);
-	/* The PMD may have changed (a THP collapse) before we got the lock. */
-	if (!pmd_table(ptep_get(pmd))) {
+	/*
+	 * The PMD may have changed (the table freed, or replaced by a THP
+	 * leaf) before we got the lock: only the same table will do.
+	 */
+	if (pte_val(ptep_get(pmd)) != pte_val(v)) {
 		spin_unlock(ptl);
 		return NULL;
 	}

@@ -191,6 +191,10 @@ void hetmm_machine_destroy(struct hetmm_machine *m)
 	 * their callbacks touch this machine's memmap, so let them run first.
 	 */
 	rcu_barrier();
+	for (int i = NR_HETMM_SUBSYS - 1; i >= 0; i--)
+		if (m->subsys_destroy[i])
+			m->subsys_destroy[i](m);
+	rcu_barrier();
 	pthread_mutex_lock(&machines_lock);
 	__atomic_store_n(&hetmm_machines[m->id], NULL, __ATOMIC_RELEASE);
 	/* Invalidate every thread's page_machine() cache. */

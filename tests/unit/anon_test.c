@@ -6,6 +6,7 @@
  * randomized run against a flat-memory oracle.
  */
 #include <hetmm/mmu_notifier.h>
+#include <hetmm/tlb.h>
 #include <hetmm/uapi.h>
 
 #include "harness.h"
@@ -232,6 +233,7 @@ static void test_unshare_and_reuse(void **state)
 		pte_t *pte = pte_offset_map_lock(e->mm, pmd, a, &ptl);
 
 		set_pte(pte, pte_wrprotect(ptep_get(pte)));
+		flush_tlb_page(e->mm, a); /* a downgrade must flush */
 		spin_unlock(ptl);
 	}
 	mmap_read_unlock(e->mm);

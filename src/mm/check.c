@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: MIT
+/*
+ * check.c - the mm layer's invariant checks (hetmm_check()).
+ *
+ * "mm" verifies, over every live address space:
+ *   - every PTE lies inside a VMA, grants no more than the VMA allows
+ *     (no write without VM_WRITE, PROTNONE iff the VMA allows no access),
+ *     and a writable PTE of a private mapping maps an AnonExclusive page;
+ *   - each page's mapcount equals the number of entries mapping it
+ *     (present PTEs, device-private and device-exclusive entries; not
+ *     migration entries, whose pages are unmapped while they migrate);
+ *   - refcount >= mapcount (+1 for a folio in the page cache), and every
+ *     mapped frame is allocated;
+ *   - page-table frames: the live address spaces own exactly the frames
+ *     marked PG_pgtable (so a dead process's tables were all freed);
+ *   - every valid TLB entry belongs to a live address space and is
+ *     permitted by its current PTE (same pfn; write only if the PTE is
+ *     writable and dirty).
+ * "notifier" runs mmu_notifier_check() on every live address space.
+ *
+ * Context: the machine must be quiescent; the checks take mm_list_lock,
+ * each mmap_lock for read, and each CPU's TLB lock.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <hetmm/check.h>
+#include <hetmm/err.h>
+
+#include "internal.h"
+
+struct pfn_vec {
+	unsigned long *v;
+	size_t n, cap;
+	bool oom;
+};
+
+static void pfn_vec_add(struct pfn_vec *pv, unsigned long pfn)
+{
+	if (pv->n == pv->cap) {
+		size_t cap = pv->cap ? pv->cap * 2 : 1024;
+		unsigned long *v = realloc(pv->v, cap * sizeof(*v));
+
+		if (!v) {
+			pv->oom = true;
+			return;
+		}
+		pv->v = v;
+		pv->cap = cap;
+	}
+	pv->v[pv->n++] = pfn;
+}
+
+static int cmp_ulong(const void *a, const void *b)
+{
+	unsigned long x = *(const unsigned long *)a;
+	unsigned long y = *(const unsigned long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+struct walk_check {
+	struct hetmm_check_ctx *ctx;
+	struct pfn_vec *pfns;
+	unsigned int asid;
+};
+
+static int check_pte(pte_t *pte, unsigned long addr, unsigned long next,
+		     struct mm_walk *walk)
+{
+	struct walk_check *wc = walk->private;
+	struct hetmm_machine *m = walk->mm->machine;
+	pte_t e = ptep_get(pte);
+	enum softleaf_type k = pte_kind(e);
+	struct vm_area_struct *vma;
+
+	(void)next;
+	if (k == SOFTLEAF_NONE)
+		return 0;
+	vma = vma_lookup(walk->mm, addr);
+	if (!vma) {
+		hetmm_check_fail(wc->ctx, "mm %u: entry %#llx at %#lx outside any VMA",
+				 wc->asid, (unsigned long long)pte_val(e), addr);
+		return 0;
+	}
+	if (k == SOFTLEAF_PRESENT) {
+		bool noaccess = !(vma->vm_flags & (VM_READ | VM_WRITE | VM_EXEC));
+		struct page *page;
+
+		if (pte_write(e) && !(vma->vm_flags & VM_WRITE))
+			hetmm_check_fail(wc->ctx,
+					 "mm %u: writable PTE at %#lx in a VMA without VM_WRITE",
+					 wc->asid, addr);
+		if (pte_protnone(e) != noaccess)
+			hetmm_check_fail(wc->ctx,
+					 "mm %u: PTE at %#lx protnone=%d, VMA allows %s",
+					 wc->asid, addr, pte_protnone(e),
+					 noaccess ? "nothing" : "access");
+		if (pte_special(e))
+			return 0;
+		if (pte_pfn(e) >= m->max_pfn) {
+			hetmm_check_fail(wc->ctx, "mm %u: PTE at %#lx maps pfn %#lx beyond memory",
+					 wc->asid, addr, pte_pfn(e));
+			return 0;
+		}
+		page = pfn_to_page(m, pte_pfn(e));
+		if (pte_write(e) && !(vma->vm_flags & VM_SHARED) &&
+		    !(folio_test_anon(page_folio(page)) &&
+		      PageAnonExclusive(page)))
+			hetmm_check_fail(wc->ctx,
+					 "mm %u: writable private PTE at %#lx maps pfn %#lx, not an exclusive anon page",
+					 wc->asid, addr, pte_pfn(e));
+		pfn_vec_add(wc->pfns, pte_pfn(e));
+	} else if (is_device_private_kind(k) || k == SOFTLEAF_DEVICE_EXCLUSIVE) {
+		pfn_vec_add(wc->pfns, softleaf_pfn(softleaf_from_pte(e)));
+	}
+	return 0;
+}
+
+static const struct mm_walk_ops check_ops = {
+	.pte_entry = check_pte,
+	.walk_lock = PGWALK_RDLOCK,
+};
+
+static struct mm_struct *mm_by_asid(struct mm_machine *mmm, unsigned int asid)
+{
+	struct mm_struct *mm;
+
+	list_for_each_entry(mm, &mmm->mms, mm_list)
+		if (mm->asid == asid)
+			return mm;
+	return NULL;
+}
+
+static void check_tlbs(struct mm_machine *mmm, struct hetmm_check_ctx *ctx)
+{
+	for (unsigned int c = 0; c < mmm->nr_cpus; c++) {
+		struct hetmm_cpu *cpu = &mmm->cpus[c];
+
+		spin_lock(&cpu->lock);
+		for (unsigned int i = 0; i < HETMM_TLB_ENTRIES; i++) {
+			struct tlb_entry *e = &cpu->tlb[i];
+			unsigned long addr = e->vpn << PAGE_SHIFT;
+			struct mm_struct *mm;
+			pmd_t *pmd;
+			pte_t pte = __pte(0);
+
+			if (!e->perm)
+				continue;
+			mm = mm_by_asid(mmm, e->asid);
+			if (!mm) {
+				hetmm_check_fail(ctx,
+						 "cpu %u: TLB entry for %#lx of dead asid %u",
+						 c, addr, e->asid);
+				continue;
+			}
+			pmd = mm->pgd ? mm_find_pmd(mm, addr) : NULL;
+			if (pmd && pmd_table(ptep_get(pmd)))
+				pte = ptep_get(pte_offset(mm, pmd, addr));
+			if (!pte_access_permitted(pte, false) ||
+			    pte_pfn(pte) != e->pfn ||
+			    ((e->perm & TLB_PERM_WRITE) &&
+			     !(pte_write(pte) && pte_dirty(pte))))
+				hetmm_check_fail(ctx,
+						 "cpu %u: TLB entry asid %u %#lx pfn %#lx perm %u not permitted by PTE %#llx",
+						 c, e->asid, addr, e->pfn, e->perm,
+						 (unsigned long long)pte_val(pte));
+		}
+		spin_unlock(&cpu->lock);
+	}
+}
+
+/* Expected references a mapped page holds beyond its mappings. */
+static int base_refs(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	return !folio_test_anon(folio) && folio->page.mapping ? 1 : 0;
+}
+
+static void check_counts(struct hetmm_machine *m, struct pfn_vec *pv,
+			 struct hetmm_check_ctx *ctx)
+{
+	qsort(pv->v, pv->n, sizeof(*pv->v), cmp_ulong);
+	for (size_t i = 0; i < pv->n;) {
+		unsigned long pfn = pv->v[i];
+		struct page *page = pfn_to_page(m, pfn);
+		size_t j = i;
+		int ref;
+
+		while (j < pv->n && pv->v[j] == pfn)
+			j++;
+		ref = folio_ref_count(page_folio(page));
+		if (page_mapcount(page) != (int)(j - i))
+			hetmm_check_fail(ctx, "pfn %#lx: mapcount %d, %zu entries map it",
+					 pfn, page_mapcount(page), j - i);
+		if (ref <= 0)
+			hetmm_check_fail(ctx, "pfn %#lx: mapped but not allocated (refcount %d)",
+					 pfn, ref);
+		else if (!folio_test_large(page_folio(page)) &&
+			 ref < (int)(j - i) + base_refs(page))
+			hetmm_check_fail(ctx, "pfn %#lx: refcount %d < %zu mappings + %d",
+					 pfn, ref, j - i, base_refs(page));
+		i = j;
+	}
+	/* Mapped pages nobody maps. */
+	for (int z = 0; z < 2; z++) {
+		struct zone *zone = &m->zones[z];
+
+		for (unsigned long pfn = zone->start_pfn;
+		     pfn < zone->online_end_pfn; pfn++) {
+			struct page *page = pfn_to_page(m, pfn);
+
+			if (page_mapcount(page) <= 0 || PageTestFlag(page, PG_buddy))
+				continue;
+			if (!bsearch(&pfn, pv->v, pv->n, sizeof(*pv->v), cmp_ulong))
+				hetmm_check_fail(ctx, "pfn %#lx: mapcount %d, but no entry maps it",
+						 pfn, page_mapcount(page));
+		}
+	}
+}
+
+static unsigned long count_pgtable_frames(struct hetmm_machine *m)
+{
+	unsigned long n = 0;
+
+	for (int z = 0; z < 2; z++)
+		for (unsigned long pfn = m->zones[z].start_pfn;
+		     pfn < m->zones[z].online_end_pfn; pfn++)
+			if (PageTestFlag(pfn_to_page(m, pfn), PG_pgtable))
+				n++;
+	return n;
+}
+
+static void mm_check(struct hetmm_machine *m, void *arg,
+		     struct hetmm_check_ctx *ctx)
+{
+	struct mm_machine *mmm = arg;
+	struct pfn_vec pv = { 0 };
+	struct mm_struct *mm;
+	unsigned long tables = 0, frames;
+
+	rcu_barrier(); /* page-table frames still queued for freeing */
+	mutex_lock(&mmm->mm_list_lock);
+	list_for_each_entry(mm, &mmm->mms, mm_list) {
+		struct walk_check wc = { .ctx = ctx, .pfns = &pv,
+					 .asid = mm->asid };
+
+		mmap_read_lock(mm);
+		if (mm->pgd)
+			walk_page_range_novma(mm, 0, TASK_SIZE, &check_ops, &wc);
+		tables += atomic_load(&mm->nr_pt_pages);
+		mmap_read_unlock(mm);
+	}
+	check_tlbs(mmm, ctx);
+	mutex_unlock(&mmm->mm_list_lock);
+	if (pv.oom) {
+		hetmm_check_fail(ctx, "mm check: out of memory");
+	} else {
+		check_counts(m, &pv, ctx);
+	}
+	free(pv.v);
+	frames = count_pgtable_frames(m);
+	if (frames != tables)
+		hetmm_check_fail(ctx,
+				 "page tables: %lu PG_pgtable frames, live address spaces own %lu",
+				 frames, tables);
+}
+
+static void notifier_check(struct hetmm_machine *m, void *arg,
+			   struct hetmm_check_ctx *ctx)
+{
+	struct mm_machine *mmm = arg;
+	struct mm_struct *mm;
+	char buf[512];
+
+	(void)m;
+	mutex_lock(&mmm->mm_list_lock);
+	list_for_each_entry(mm, &mmm->mms, mm_list) {
+		buf[0] = '\0';
+		if (mmu_notifier_check(mm, buf, sizeof(buf)))
+			hetmm_check_fail(ctx, "mm %u: notifier: %s", mm->asid,
+					 buf);
+	}
+	mutex_unlock(&mmm->mm_list_lock);
+}
+
+void mm_register_checkers(struct hetmm_machine *m)
+{
+	struct mm_machine *mmm = m->subsys[HETMM_SUBSYS_MM];
+
+	hetmm_checker_register(m, "mm", mm_check, mmm);
+	hetmm_checker_register(m, "notifier", notifier_check, mmm);
+}

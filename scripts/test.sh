@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 kind=${1:-debug}
 scripts/deps.sh
 dir=$(scripts/build.sh "$kind" | tail -1)
-suite_args=()
+suite_args=(--no-suite long)
 if [ "$kind" = tsan ]; then
 	# The concurrent suites; TSan slows everything else down for nothing.
 	suite_args=(--suite concurrent)

@@ -59,7 +59,10 @@
 	X(fork_pte_copy, "PTEs copied by fork")                                 \
 	X(fork_eager_copy, "pinned exclusive anon pages copied eagerly at fork") \
 	X(mprotect_pte, "PTEs changed by mprotect")                             \
-	X(mremap_pte_move, "PTEs moved by mremap")
+	X(mremap_pte_move, "PTEs moved by mremap")                             \
+	X(thp_fault_alloc, "write faults that installed a 2 MiB THP")           \
+	X(thp_fault_fallback, "THP faults that fell back to 4 KiB (no memory)") \
+	X(thp_split_pmd, "PMD mappings of THPs split into 512 PTEs")
 
 enum hetmm_stat_item {
 #define __HETMM_STAT_ENUM(name, desc) HETMM_STAT_##name,

@@ -116,6 +116,13 @@ ssize_t hetmm_pread(struct mm_struct *mm, int fd, void *buf, size_t len,
 ssize_t hetmm_pwrite(struct mm_struct *mm, int fd, const void *buf,
 		     size_t len, off_t off);
 int hetmm_unlink(struct mm_struct *mm, const char *path);
+/*
+ * hetmm_thp_set_mode - transparent huge pages for anonymous private memory:
+ * "always", "madvise" (the default: only VMAs with MADV_HUGEPAGE) or
+ * "never", as /sys/kernel/mm/transparent_hugepage/enabled.
+ * Return: 0 or -EINVAL.
+ */
+int hetmm_thp_set_mode(struct hetmm_machine *m, const char *mode);
 /* The machine's filesystem (created with the first process). */
 struct hetmm_fs *hetmm_machine_fs(struct hetmm_machine *m);
 

@@ -62,8 +62,56 @@ static int cmp_ulong(const void *a, const void *b)
 struct walk_check {
 	struct hetmm_check_ctx *ctx;
 	struct pfn_vec *pfns;
+	struct pfn_vec *heads; /* one per PMD leaf */
 	unsigned int asid;
 };
+
+static int check_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
+		     struct mm_walk *walk)
+{
+	struct walk_check *wc = walk->private;
+	struct hetmm_machine *m = walk->mm->machine;
+	pmd_t e = ptep_get(pmd);
+	struct vm_area_struct *vma;
+	struct folio *folio;
+
+	(void)next;
+	if (!pmd_leaf(e))
+		return 0;
+	walk->action = ACTION_CONTINUE;
+	addr &= PMD_MASK;
+	vma = vma_lookup(walk->mm, addr);
+	if (!vma || addr + PMD_SIZE > vma->vm_end) {
+		hetmm_check_fail(wc->ctx, "mm %u: PMD leaf at %#lx not inside one VMA",
+				 wc->asid, addr);
+		return 0;
+	}
+	if (!IS_ALIGNED(pte_pfn(e), HPAGE_PMD_NR) ||
+	    pte_pfn(e) + HPAGE_PMD_NR > m->max_pfn) {
+		hetmm_check_fail(wc->ctx, "mm %u: PMD leaf at %#lx maps bad pfn %#lx",
+				 wc->asid, addr, pte_pfn(e));
+		return 0;
+	}
+	folio = page_folio(pfn_to_page(m, pte_pfn(e)));
+	if (folio_order(folio) != PMD_ORDER || &folio->page !=
+						     pfn_to_page(m, pte_pfn(e)))
+		hetmm_check_fail(wc->ctx, "mm %u: PMD leaf at %#lx does not map a whole 2 MiB folio",
+				 wc->asid, addr);
+	if (pte_write(e) && !(vma->vm_flags & VM_WRITE))
+		hetmm_check_fail(wc->ctx, "mm %u: writable PMD at %#lx in a VMA without VM_WRITE",
+				 wc->asid, addr);
+	if (pte_write(e) && !(vma->vm_flags & VM_SHARED) &&
+	    !PageAnonExclusive(&folio->page))
+		hetmm_check_fail(wc->ctx, "mm %u: writable private PMD at %#lx maps a non-exclusive folio",
+				 wc->asid, addr);
+	if (list_empty(&pt_entry_page(walk->mm, pmd)->lru))
+		hetmm_check_fail(wc->ctx, "mm %u: PMD leaf at %#lx without a deposited table",
+				 wc->asid, addr);
+	for (unsigned long i = 0; i < HPAGE_PMD_NR; i++)
+		pfn_vec_add(wc->pfns, pte_pfn(e) + i);
+	pfn_vec_add(wc->heads, pte_pfn(e));
+	return 0;
+}
 
 static int check_pte(pte_t *pte, unsigned long addr, unsigned long next,
 		     struct mm_walk *walk)
@@ -118,6 +166,7 @@ static int check_pte(pte_t *pte, unsigned long addr, unsigned long next,
 }
 
 static const struct mm_walk_ops check_ops = {
+	.pmd_entry = check_pmd,
 	.pte_entry = check_pte,
 	.walk_lock = PGWALK_RDLOCK,
 };
@@ -142,8 +191,8 @@ static void check_tlbs(struct mm_machine *mmm, struct hetmm_check_ctx *ctx)
 			struct tlb_entry *e = &cpu->tlb[i];
 			unsigned long addr = e->vpn << PAGE_SHIFT;
 			struct mm_struct *mm;
-			pmd_t *pmd;
-			pte_t pte = __pte(0);
+			pmd_t *pmd = NULL;
+			pte_t pte;
 
 			if (!e->perm)
 				continue;
@@ -154,9 +203,8 @@ static void check_tlbs(struct mm_machine *mmm, struct hetmm_check_ctx *ctx)
 						 c, addr, e->asid);
 				continue;
 			}
-			pmd = mm->pgd ? mm_find_pmd(mm, addr) : NULL;
-			if (pmd && pmd_table(ptep_get(pmd)))
-				pte = ptep_get(pte_offset(mm, pmd, addr));
+			(void)pmd;
+			pte = mm_lookup_pte(mm, addr);
 			if (!pte_access_permitted(pte, false) ||
 			    pte_pfn(pte) != e->pfn ||
 			    ((e->perm & TLB_PERM_WRITE) &&
@@ -179,7 +227,7 @@ static int base_refs(struct page *page)
 }
 
 static void check_counts(struct hetmm_machine *m, struct pfn_vec *pv,
-			 struct hetmm_check_ctx *ctx)
+			 struct pfn_vec *heads, struct hetmm_check_ctx *ctx)
 {
 	qsort(pv->v, pv->n, sizeof(*pv->v), cmp_ulong);
 	for (size_t i = 0; i < pv->n;) {
@@ -201,6 +249,23 @@ static void check_counts(struct hetmm_machine *m, struct pfn_vec *pv,
 			 ref < (int)(j - i) + base_refs(page))
 			hetmm_check_fail(ctx, "pfn %#lx: refcount %d < %zu mappings + %d",
 					 pfn, ref, j - i, base_refs(page));
+		else if (folio_test_large(page_folio(page)) &&
+			 ref < folio_mapcount(page_folio(page)))
+			hetmm_check_fail(ctx, "pfn %#lx: folio refcount %d < folio mapcount %d",
+					 pfn, ref, folio_mapcount(page_folio(page)));
+		i = j;
+	}
+	qsort(heads->v, heads->n, sizeof(*heads->v), cmp_ulong);
+	for (size_t i = 0; i < heads->n;) {
+		struct folio *folio = page_folio(pfn_to_page(m, heads->v[i]));
+		size_t j = i;
+
+		while (j < heads->n && heads->v[j] == heads->v[i])
+			j++;
+		if (folio_entire_mapcount(folio) != (int)(j - i))
+			hetmm_check_fail(ctx, "pfn %#lx: entire mapcount %d, %zu PMD leaves map it",
+					 heads->v[i], folio_entire_mapcount(folio),
+					 j - i);
 		i = j;
 	}
 	/* Mapped pages nobody maps. */
@@ -236,7 +301,7 @@ static void mm_check(struct hetmm_machine *m, void *arg,
 		     struct hetmm_check_ctx *ctx)
 {
 	struct mm_machine *mmm = arg;
-	struct pfn_vec pv = { 0 };
+	struct pfn_vec pv = { 0 }, heads = { 0 };
 	struct mm_struct *mm;
 	unsigned long tables = 0, frames;
 
@@ -244,7 +309,7 @@ static void mm_check(struct hetmm_machine *m, void *arg,
 	mutex_lock(&mmm->mm_list_lock);
 	list_for_each_entry(mm, &mmm->mms, mm_list) {
 		struct walk_check wc = { .ctx = ctx, .pfns = &pv,
-					 .asid = mm->asid };
+					 .heads = &heads, .asid = mm->asid };
 
 		mmap_read_lock(mm);
 		if (mm->pgd)
@@ -254,12 +319,12 @@ static void mm_check(struct hetmm_machine *m, void *arg,
 	}
 	check_tlbs(mmm, ctx);
 	mutex_unlock(&mmm->mm_list_lock);
-	if (pv.oom) {
+	if (pv.oom || heads.oom)
 		hetmm_check_fail(ctx, "mm check: out of memory");
-	} else {
-		check_counts(m, &pv, ctx);
-	}
+	else
+		check_counts(m, &pv, &heads, ctx);
 	free(pv.v);
+	free(heads.v);
 	frames = count_pgtable_frames(m);
 	if (frames != tables)
 		hetmm_check_fail(ctx,

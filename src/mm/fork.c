@@ -138,8 +138,16 @@ static int copy_pmd(pmd_t *pmd, unsigned long addr, unsigned long end,
 	int ret = 0;
 
 	walk->action = ACTION_CONTINUE;
+	if (pmd_leaf(ptep_get(pmd))) {
+		ret = copy_huge_pmd(f->dst_vma, f->src_vma, pmd, addr);
+		if (ret != -EAGAIN)
+			return ret;
+		/* Pinned: split it, then copy its PTEs (eagerly). */
+		split_huge_pmd(f->src_vma, pmd, addr);
+		ret = 0;
+	}
 	if (!pmd_table(ptep_get(pmd)))
-		return 0; /* none (THP leaves: huge.c) */
+		return 0;
 	dst_pmd = pte_table_alloc(dst_mm, addr);
 	if (!dst_pmd)
 		return -ENOMEM;

@@ -20,6 +20,7 @@
 #include <hetmm/uapi.h>
 
 struct mm_machine {
+	int thp_mode; /* enum thp_mode */
 	struct hetmm_cpu *cpus;
 	unsigned int nr_cpus;
 	struct mutex mm_list_lock;
@@ -41,20 +42,98 @@ static inline bool is_cow_mapping(unsigned long flags)
 	return (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE;
 }
 
-/* rmap counting of one PTE mapping of a page. */
+/* rmap counting of one PTE mapping of a page (of any folio size). */
 static inline void page_add_pte_rmap(struct page *page)
 {
+	struct folio *folio = page_folio(page);
+
 	atomic_fetch_add_explicit(&page->_mapcount, 1, memory_order_relaxed);
+	if (folio_test_large(folio))
+		atomic_fetch_add_explicit(&folio->page._large_mapcount, 1,
+					  memory_order_relaxed);
 }
 
 static inline void page_remove_pte_rmap(struct page *page)
 {
+	struct folio *folio = page_folio(page);
 	int v = atomic_fetch_sub_explicit(&page->_mapcount, 1,
 					  memory_order_relaxed) -
 		1;
 
 	if (v < -1)
 		hetmm_bad_page(page, "mapcount dropped below zero");
+	if (folio_test_large(folio))
+		atomic_fetch_sub_explicit(&folio->page._large_mapcount, 1,
+					  memory_order_relaxed);
+}
+
+/* Page-table frames (pgtable.c): allocated zeroed and counted in
+ * mm->nr_pt_pages; freed after an RCU grace period. */
+struct page *pt_frame_alloc(struct mm_struct *mm);
+void pt_frame_free(struct mm_struct *mm, struct page *page);
+/* The upper-level entry that points at @table. */
+pte_t table_entry(struct page *table);
+
+/* The struct page of the table frame holding @entry. */
+static inline struct page *pt_entry_page(struct mm_struct *mm,
+					 const void *entry)
+{
+	return pfn_to_page(mm->machine,
+			   (unsigned long)((const unsigned char *)entry -
+					   mm->machine->frames) >>
+				   PAGE_SHIFT);
+}
+
+/* Transparent huge pages (huge.c). */
+enum thp_mode {
+	THP_NEVER,
+	THP_MADVISE,
+	THP_ALWAYS,
+};
+/* May a 2 MiB anon folio back the PMD range of @addr in @vma? */
+bool vma_thp_allowed(struct vm_area_struct *vma, unsigned long addr);
+/*
+ * A write fault on a none PMD: install a THP. Return 0 (installed, or lost
+ * a race: retry), -EAGAIN (fall back to 4 KiB pages), -ENOMEM.
+ */
+int do_huge_pmd_anonymous_page(struct vm_area_struct *vma, pmd_t *pmd,
+			       unsigned long addr);
+/* A fault on a PMD leaf. Return 0 (retry the access) or -errno. */
+int do_huge_pmd_fault(struct vm_area_struct *vma, pmd_t *pmd,
+		      unsigned long addr, unsigned int flags);
+/* Replace the PMD leaf at @pmd (if any) by 512 PTEs. Context: mmap_lock. */
+void split_huge_pmd(struct vm_area_struct *vma, pmd_t *pmd,
+		    unsigned long addr);
+/* Split the PMD leaf mapping @addr, if any. */
+void split_huge_pmd_address(struct vm_area_struct *vma, unsigned long addr);
+/* Zap a whole PMD leaf (zap walker). */
+void zap_huge_pmd(struct mmu_gather *tlb, struct vm_area_struct *vma,
+		  pmd_t *pmd, unsigned long addr);
+/* fork: copy a PMD leaf. Return 0, -EAGAIN (split it, copy PTEs), -ENOMEM. */
+int copy_huge_pmd(struct vm_area_struct *dst_vma, struct vm_area_struct *src_vma,
+		  pmd_t *src_pmd, unsigned long addr);
+/* mprotect: apply the VMA's protection to a PMD leaf. */
+void change_huge_pmd(struct vm_area_struct *vma, pmd_t *pmd,
+		     unsigned long addr);
+/* The PTE-equivalent value mapping @addr (PMD leaves included), or none. */
+pte_t mm_lookup_pte(struct mm_struct *mm, unsigned long addr);
+
+/* rmap counting of a PMD mapping of a large folio. */
+static inline void folio_add_pmd_rmap(struct folio *folio)
+{
+	atomic_fetch_add_explicit(&folio->page._entire_mapcount, 1,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&folio->page._large_mapcount, 1,
+				  memory_order_relaxed);
+}
+
+static inline void folio_remove_pmd_rmap(struct folio *folio)
+{
+	atomic_fetch_sub_explicit(&folio->page._entire_mapcount, 1,
+				  memory_order_relaxed);
+	if (atomic_fetch_sub_explicit(&folio->page._large_mapcount, 1,
+				      memory_order_relaxed) < 0)
+		hetmm_bad_page(&folio->page, "large mapcount below zero");
 }
 
 /* VMA life cycle (vma.c). */

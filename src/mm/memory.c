@@ -43,7 +43,7 @@ pmd_t *pte_table_alloc(struct mm_struct *mm, unsigned long addr)
 	if (!pud)
 		return NULL;
 	pmd = pmd_alloc(mm, pud, addr);
-	if (!pmd || __pte_alloc(mm, pmd))
+	if (!pmd || __pte_alloc(mm, pmd) || !pmd_table(ptep_get(pmd)))
 		return NULL;
 	return pmd;
 }
@@ -316,6 +316,7 @@ int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr,
 	bool write = flags & FAULT_FLAG_WRITE;
 	bool unshare = flags & FAULT_FLAG_UNSHARE;
 	spinlock_t *ptl;
+	pud_t *pud;
 	pmd_t *pmd;
 	pte_t *pte, orig;
 
@@ -334,8 +335,19 @@ int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr,
 	if (unshare && !is_cow_mapping(vma->vm_flags))
 		flags &= ~FAULT_FLAG_UNSHARE;
 
-	pmd = pte_table_alloc(mm, addr);
+	pud = pud_alloc(mm, pgd_offset(mm, addr), addr);
+	pmd = pud ? pmd_alloc(mm, pud, addr) : NULL;
 	if (!pmd)
+		return -ENOMEM;
+	if (pte_none(ptep_get(pmd)) && write && vma_thp_allowed(vma, addr)) {
+		int ret = do_huge_pmd_anonymous_page(vma, pmd, addr);
+
+		if (ret != -EAGAIN)
+			return ret;
+	}
+	if (pmd_leaf(ptep_get(pmd)))
+		return do_huge_pmd_fault(vma, pmd, addr, flags);
+	if (__pte_alloc(mm, pmd))
 		return -ENOMEM;
 	pte = pte_offset_map_lock(mm, pmd, addr, &ptl);
 	if (!pte)
@@ -421,11 +433,34 @@ static int zap_pte(pte_t *pte, unsigned long addr, unsigned long next,
 	return 0;
 }
 
+/* A PMD leaf: zapped whole if the range covers it, else split first. */
+static int zap_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
+		   struct mm_walk *walk)
+{
+	struct vm_area_struct *vma;
+
+	if (!pmd_leaf(ptep_get(pmd)))
+		return 0;
+	vma = vma_lookup(walk->mm, addr);
+	if (HETMM_WARN_ON_ONCE(!vma))
+		return 0;
+	if (IS_ALIGNED(addr, PMD_SIZE) && next - addr == PMD_SIZE) {
+		zap_huge_pmd(walk->private, vma, pmd, addr);
+		walk->action = ACTION_CONTINUE;
+	} else {
+		split_huge_pmd(vma, pmd, addr);
+	}
+	return 0;
+}
+
 static const struct mm_walk_ops zap_ops = {
+	.pmd_entry = zap_pmd,
 	.pte_entry = zap_pte,
 	.walk_lock = PGWALK_RDLOCK,
 };
 
+/* rmap-driven zaps (file truncation) never meet THPs: file memory is
+ * mapped with 4 KiB pages. */
 static const struct mm_walk_ops zap_ops_nolock = {
 	.pte_entry = zap_pte,
 	.walk_lock = PGWALK_NOLOCK,
@@ -544,6 +579,36 @@ static inline bool tlb_access(struct hetmm_cpu *c, struct mm_struct *mm,
 	return false;
 }
 
+/* Access through a PMD leaf if it permits; true if done. */
+static bool access_huge(struct hetmm_cpu *c, struct mm_struct *mm, pmd_t *pmd,
+			unsigned long addr, struct access *a, size_t len)
+{
+	bool write = a->op != ACCESS_READ;
+	unsigned int perm = TLB_PERM_READ;
+	unsigned char *host;
+	unsigned long pfn;
+	pmd_t e;
+
+	spin_lock(&mm->page_table_lock);
+	e = ptep_get(pmd);
+	if (!pmd_leaf(e) || !pte_access_permitted(e, write)) {
+		spin_unlock(&mm->page_table_lock);
+		return false;
+	}
+	e = pte_mkyoung(e);
+	if (write)
+		e = pte_mkdirty(e);
+	set_pte(pmd, e);
+	pfn = pte_pfn(e) + pte_index(addr);
+	host = page_address(pfn_to_page(mm->machine, pfn));
+	if (pte_write(e) && pte_dirty(e))
+		perm |= TLB_PERM_WRITE;
+	tlb_fill(mm, c, addr, pfn, host, perm);
+	access_bytes(a, host ? host + (addr & ~PAGE_MASK) : NULL, len);
+	spin_unlock(&mm->page_table_lock);
+	return true;
+}
+
 /*
  * A TLB miss: walk, fault as needed, access, fill the TLB. Context:
  * mmap_lock held for read.
@@ -564,9 +629,16 @@ static int access_slow(struct hetmm_cpu *c, struct mm_struct *mm,
 	for (;;) {
 		pmd_t *pmd = mm_find_pmd(mm, addr);
 		spinlock_t *ptl;
-		pte_t *pte = pmd ? pte_offset_map_lock(mm, pmd, addr, &ptl) :
-				   NULL;
+		pte_t *pte;
 
+		if (pmd && pmd_leaf(ptep_get(pmd))) {
+			if (access_huge(c, mm, pmd, addr, a, len))
+				return 0;
+			pte = NULL;
+		} else {
+			pte = pmd ? pte_offset_map_lock(mm, pmd, addr, &ptl) :
+				    NULL;
+		}
 		if (pte) {
 			pte_t e = ptep_get(pte);
 

@@ -118,7 +118,20 @@ static int change_pte(pte_t *pte, unsigned long addr, unsigned long next,
 	return 0;
 }
 
+static int change_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
+		      struct mm_walk *walk)
+{
+	(void)next;
+	/* Leaves lie inside one VMA (VMA splits split them). */
+	if (pmd_leaf(ptep_get(pmd))) {
+		change_huge_pmd(walk->vma, pmd, addr);
+		walk->action = ACTION_CONTINUE;
+	}
+	return 0;
+}
+
 static const struct mm_walk_ops change_ops = {
+	.pmd_entry = change_pmd,
 	.pte_entry = change_pte,
 	.walk_lock = PGWALK_WRLOCK,
 };

@@ -57,7 +57,18 @@ static int move_pte(pte_t *pte, unsigned long addr, unsigned long next,
 	return 0;
 }
 
+/* THPs in the old range are split and move as PTEs. */
+static int move_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
+		    struct mm_walk *walk)
+{
+	(void)next;
+	if (pmd_leaf(ptep_get(pmd)))
+		split_huge_pmd(vma_lookup(walk->mm, addr), pmd, addr);
+	return 0;
+}
+
 static const struct mm_walk_ops move_ops = {
+	.pmd_entry = move_pmd,
 	.pte_entry = move_pte,
 	.walk_lock = PGWALK_WRLOCK,
 };

@@ -20,7 +20,9 @@
 #include <hetmm/mm.h>
 #include <hetmm/stats.h>
 
-static struct page *pt_frame_alloc(struct mm_struct *mm)
+#include "internal.h"
+
+struct page *pt_frame_alloc(struct mm_struct *mm)
 {
 	struct hetmm_machine *m = mm->machine;
 	struct page *page;
@@ -34,6 +36,7 @@ static struct page *pt_frame_alloc(struct mm_struct *mm)
 	PageSetFlag(page, PG_pgtable);
 	spin_lock_init(&page->ptl);
 	page->pt_used = 0;
+	INIT_LIST_HEAD(&page->lru); /* THP deposits, if a PMD table */
 	atomic_fetch_add(&mm->nr_pt_pages, 1);
 	count_stat(HETMM_STAT_pt_page_alloc);
 	return page;
@@ -52,13 +55,13 @@ static void pt_frame_free_rcu(struct rcu_head *head)
 }
 
 /* Free a table frame after a grace period. */
-static void pt_frame_free(struct mm_struct *mm, struct page *page)
+void pt_frame_free(struct mm_struct *mm, struct page *page)
 {
 	atomic_fetch_sub(&mm->nr_pt_pages, 1);
 	call_rcu(&page->rcu, pt_frame_free_rcu);
 }
 
-static inline pte_t table_entry(struct page *table)
+pte_t table_entry(struct page *table)
 {
 	return pfn_pte(page_to_pfn(table), _PAGE_RW | _PAGE_TABLE);
 }

@@ -61,6 +61,7 @@ struct mm_machine *mm_machine(struct hetmm_machine *m)
 	if (!mmm)
 		goto out;
 	mmm->nr_cpus = m->cfg.nr_cpus;
+	mmm->thp_mode = THP_MADVISE;
 	if (posix_memalign((void **)&mmm->cpus, 64,
 			   sizeof(*mmm->cpus) * mmm->nr_cpus))
 		goto fail;

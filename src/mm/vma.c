@@ -207,6 +207,9 @@ void split_vma_at(struct vm_area_struct *vma, unsigned long addr,
 {
 	unsigned long end = vma->vm_end;
 
+	/* A THP may not straddle two VMAs. */
+	if (!IS_ALIGNED(addr, PMD_SIZE))
+		split_huge_pmd_address(vma, addr);
 	vma_copy(tail, vma);
 	tail->vm_start = addr;
 	tail->vm_pgoff += (addr - vma->vm_start) >> PAGE_SHIFT;

@@ -262,6 +262,11 @@ static inline bool folio_test_anon(const struct folio *folio)
 	return folio_test_flag(folio, PG_anon);
 }
 
+static inline bool folio_test_hugetlb(const struct folio *folio)
+{
+	return PageTestFlag(&folio->page, PG_hugetlb);
+}
+
 static inline bool is_zero_page(const struct page *page)
 {
 	return PageTestFlag(page, PG_zero_page);

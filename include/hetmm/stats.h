@@ -62,7 +62,8 @@
 	X(mremap_pte_move, "PTEs moved by mremap")                             \
 	X(thp_fault_alloc, "write faults that installed a 2 MiB THP")           \
 	X(thp_fault_fallback, "THP faults that fell back to 4 KiB (no memory)") \
-	X(thp_split_pmd, "PMD mappings of THPs split into 512 PTEs")
+	X(thp_split_pmd, "PMD mappings of THPs split into 512 PTEs")           \
+	X(hugetlb_fault_alloc, "hugetlb faults that allocated a 2 MiB page")
 
 enum hetmm_stat_item {
 #define __HETMM_STAT_ENUM(name, desc) HETMM_STAT_##name,

@@ -104,7 +104,11 @@ static int check_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
 	    !PageAnonExclusive(&folio->page))
 		hetmm_check_fail(wc->ctx, "mm %u: writable private PMD at %#lx maps a non-exclusive folio",
 				 wc->asid, addr);
-	if (list_empty(&pt_entry_page(walk->mm, pmd)->lru))
+	if (folio_test_hugetlb(folio) != !!(vma->vm_flags & VM_HUGETLB))
+		hetmm_check_fail(wc->ctx, "mm %u: PMD leaf at %#lx: hugetlb folio and VMA disagree",
+				 wc->asid, addr);
+	if (!folio_test_hugetlb(folio) &&
+	    list_empty(&pt_entry_page(walk->mm, pmd)->lru))
 		hetmm_check_fail(wc->ctx, "mm %u: PMD leaf at %#lx without a deposited table",
 				 wc->asid, addr);
 	for (unsigned long i = 0; i < HPAGE_PMD_NR; i++)

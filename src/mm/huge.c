@@ -23,6 +23,14 @@
  *     MMU_NOTIFY_CLEAR for the 2 MiB range and the TLBs are flushed.
  *   - Read faults on none PMDs map the 4 KiB zero page (no huge zero page);
  *     a write fault in such a range then uses 4 KiB pages.
+ *
+ * hugetlb (MAP_HUGETLB, private anonymous): VMAs with VM_HUGETLB are 2 MiB
+ * aligned and only ever mapped by PMD leaves of PG_hugetlb folios, which
+ * are never split and have no deposited table. Every fault (read too)
+ * allocates a zeroed 2 MiB folio (there is no hugetlb zero page; a failed
+ * allocation is -ENOMEM where Linux would raise SIGBUS). COW copies the
+ * whole 2 MiB. Operations on such VMAs must be 2 MiB aligned (mmap.c,
+ * mprotect.c, mremap.c check it).
  */
 #include <string.h>
 
@@ -92,6 +100,11 @@ static pmd_t mk_huge_pmd(unsigned long pfn, struct vm_area_struct *vma,
 	return e;
 }
 
+static void anon_folio_prep(struct folio *folio, struct vm_area_struct *vma,
+			    unsigned long haddr);
+static int hugetlb_wp(struct vm_area_struct *vma, pmd_t *pmd,
+		      unsigned long addr, pmd_t orig, bool unshare);
+
 int do_huge_pmd_anonymous_page(struct vm_area_struct *vma, pmd_t *pmd,
 			       unsigned long addr)
 {
@@ -110,14 +123,7 @@ int do_huge_pmd_anonymous_page(struct vm_area_struct *vma, pmd_t *pmd,
 		folio_put(folio);
 		return -ENOMEM;
 	}
-	folio_set_flag(folio, PG_anon);
-	folio_set_flag(folio, PG_swapbacked);
-	folio_set_flag(folio, PG_uptodate);
-	SetPageAnonExclusive(&folio->page);
-	folio->page.mapping = vma->anon_vma;
-	folio->page.index = ((haddr - vma->vm_start) >> PAGE_SHIFT) +
-			    vma->vm_pgoff;
-
+	anon_folio_prep(folio, vma, haddr);
 	spin_lock(&mm->page_table_lock);
 	if (!pte_none(ptep_get(pmd))) {
 		spin_unlock(&mm->page_table_lock);
@@ -131,6 +137,20 @@ int do_huge_pmd_anonymous_page(struct vm_area_struct *vma, pmd_t *pmd,
 	spin_unlock(&mm->page_table_lock);
 	count_stat(HETMM_STAT_thp_fault_alloc);
 	return 0;
+}
+
+static void anon_folio_prep(struct folio *folio, struct vm_area_struct *vma,
+			    unsigned long haddr)
+{
+	folio_set_flag(folio, PG_anon);
+	folio_set_flag(folio, PG_swapbacked);
+	folio_set_flag(folio, PG_uptodate);
+	SetPageAnonExclusive(&folio->page);
+	folio->page.mapping = vma->anon_vma;
+	folio->page.index = ((haddr - vma->vm_start) >> PAGE_SHIFT) +
+			    vma->vm_pgoff;
+	if (vma->vm_flags & VM_HUGETLB)
+		folio_set_flag(folio, PG_hugetlb);
 }
 
 int do_huge_pmd_fault(struct vm_area_struct *vma, pmd_t *pmd,
@@ -167,8 +187,108 @@ int do_huge_pmd_fault(struct vm_area_struct *vma, pmd_t *pmd,
 		return 0;
 	}
 	spin_unlock(&mm->page_table_lock);
+	if (folio_test_hugetlb(folio))
+		return hugetlb_wp(vma, pmd, addr, e, unshare);
 	/* Shared: split, and let the PTE path copy the one page. */
 	split_huge_pmd(vma, pmd, addr);
+	return 0;
+}
+
+/* COW of a shared hugetlb folio: copy all 2 MiB. */
+static int hugetlb_wp(struct vm_area_struct *vma, pmd_t *pmd,
+		      unsigned long addr, pmd_t orig, bool unshare)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	unsigned long haddr = addr & PMD_MASK;
+	struct folio *old = page_folio(pfn_to_page(mm->machine, pte_pfn(orig)));
+	struct mmu_notifier_range range;
+	struct folio *copy;
+
+	folio_get(old);
+	copy = folio_alloc(mm->machine, __GFP_MOVABLE, PMD_ORDER);
+	if (!copy) {
+		folio_put(old);
+		return -ENOMEM;
+	}
+	folio_mc_copy(copy, old);
+	anon_folio_prep(copy, vma, haddr);
+	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, haddr,
+				haddr + PMD_SIZE);
+	mmu_notifier_invalidate_range_start(&range);
+	spin_lock(&mm->page_table_lock);
+	if (pte_val(ptep_get(pmd)) != pte_val(orig)) {
+		spin_unlock(&mm->page_table_lock);
+		mmu_notifier_invalidate_range_end(&range);
+		folio_put(copy);
+		folio_put(old);
+		return 0;
+	}
+	ptep_get_and_clear(pmd);
+	flush_tlb_range(mm, haddr, haddr + PMD_SIZE);
+	folio_add_pmd_rmap(copy);
+	set_pte(pmd, mk_huge_pmd(folio_pfn(copy), vma, !unshare));
+	spin_unlock(&mm->page_table_lock);
+	mmu_notifier_invalidate_range_end(&range);
+	folio_remove_pmd_rmap(old);
+	folio_put(old); /* the PMD's */
+	folio_put(old); /* ours */
+	count_stat(unshare ? HETMM_STAT_fault_unshare_copy :
+			     HETMM_STAT_fault_wp_copy);
+	return 0;
+}
+
+int hugetlb_fault(struct vm_area_struct *vma, unsigned long addr,
+		  unsigned int flags)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	unsigned long haddr = addr & PMD_MASK;
+	struct folio *folio;
+	pud_t *pud;
+	pmd_t *pmd;
+
+	pud = pud_alloc(mm, pgd_offset(mm, addr), addr);
+	pmd = pud ? pmd_alloc(mm, pud, addr) : NULL;
+	if (!pmd)
+		return -ENOMEM;
+	if (!pte_none(ptep_get(pmd)))
+		return do_huge_pmd_fault(vma, pmd, addr, flags);
+	folio = folio_alloc(mm->machine, __GFP_ZERO | __GFP_MOVABLE, PMD_ORDER);
+	if (!folio)
+		return -ENOMEM;
+	anon_folio_prep(folio, vma, haddr);
+	spin_lock(&mm->page_table_lock);
+	if (!pte_none(ptep_get(pmd))) {
+		spin_unlock(&mm->page_table_lock);
+		folio_put(folio);
+		return 0;
+	}
+	folio_add_pmd_rmap(folio);
+	set_pte(pmd, mk_huge_pmd(folio_pfn(folio), vma,
+				 flags & FAULT_FLAG_WRITE));
+	spin_unlock(&mm->page_table_lock);
+	count_stat(HETMM_STAT_hugetlb_fault_alloc);
+	return 0;
+}
+
+int move_huge_pmd(struct vm_area_struct *vma, unsigned long old_addr,
+		  unsigned long new_addr)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	pmd_t *src = mm_find_pmd(mm, old_addr), *dst;
+	pud_t *pud;
+
+	pud = pud_alloc(mm, pgd_offset(mm, new_addr), new_addr);
+	dst = pud ? pmd_alloc(mm, pud, new_addr) : NULL;
+	if (!dst)
+		return -ENOMEM;
+	if (!src)
+		return 0;
+	spin_lock(&mm->page_table_lock);
+	if (pmd_leaf(ptep_get(src))) {
+		HETMM_BUG_ON(!pte_none(ptep_get(dst)));
+		set_pte(dst, ptep_get_and_clear(src));
+	}
+	spin_unlock(&mm->page_table_lock);
 	return 0;
 }
 
@@ -243,9 +363,10 @@ void zap_huge_pmd(struct mmu_gather *tlb, struct vm_area_struct *vma,
 		return;
 	}
 	ptep_get_and_clear(pmd);
-	pt_frame_free(mm, pgtable_withdraw(mm, pmd));
-	spin_unlock(&mm->page_table_lock);
 	folio = page_folio(pfn_to_page(mm->machine, pte_pfn(e)));
+	if (!folio_test_hugetlb(folio))
+		pt_frame_free(mm, pgtable_withdraw(mm, pmd));
+	spin_unlock(&mm->page_table_lock);
 	folio_remove_pmd_rmap(folio);
 	tlb_track(tlb, addr & PMD_MASK, PMD_SIZE);
 	tlb_remove_page(tlb, &folio->page);
@@ -263,16 +384,32 @@ int copy_huge_pmd(struct vm_area_struct *dst_vma, struct vm_area_struct *src_vma
 
 	e = ptep_get(src_pmd);
 	folio = page_folio(pfn_to_page(src_mm->machine, pte_pfn(e)));
-	/* A maybe-pinned exclusive folio: copy its pages one by one. */
-	if (PageAnonExclusive(&folio->page) && folio_maybe_dma_pinned(folio))
-		return -EAGAIN;
 	pud = pud_alloc(dst_mm, pgd_offset(dst_mm, addr), addr);
 	dst_pmd = pud ? pmd_alloc(dst_mm, pud, addr) : NULL;
 	if (!dst_pmd)
 		return -ENOMEM;
-	pgtable = pt_frame_alloc(dst_mm);
-	if (!pgtable)
-		return -ENOMEM;
+	/* A maybe-pinned exclusive folio may not be shared. */
+	if (PageAnonExclusive(&folio->page) && folio_maybe_dma_pinned(folio)) {
+		struct folio *copy;
+
+		if (!folio_test_hugetlb(folio))
+			return -EAGAIN; /* THP: split, copy pages one by one */
+		copy = folio_alloc(dst_mm->machine, __GFP_MOVABLE, PMD_ORDER);
+		if (!copy)
+			return -ENOMEM;
+		folio_mc_copy(copy, folio);
+		anon_folio_prep(copy, dst_vma, addr & PMD_MASK);
+		folio_add_pmd_rmap(copy);
+		set_pte(dst_pmd, mk_huge_pmd(folio_pfn(copy), dst_vma, true));
+		count_stat(HETMM_STAT_fork_eager_copy);
+		return 0;
+	}
+	pgtable = NULL;
+	if (!folio_test_hugetlb(folio)) {
+		pgtable = pt_frame_alloc(dst_mm);
+		if (!pgtable)
+			return -ENOMEM;
+	}
 	spin_lock(&src_mm->page_table_lock);
 	spin_lock(&dst_mm->page_table_lock);
 	ClearPageAnonExclusive(&folio->page);
@@ -282,7 +419,8 @@ int copy_huge_pmd(struct vm_area_struct *dst_vma, struct vm_area_struct *src_vma
 		e = pte_wrprotect(e);
 		set_pte(src_pmd, e);
 	}
-	pgtable_deposit(dst_mm, dst_pmd, pgtable);
+	if (pgtable)
+		pgtable_deposit(dst_mm, dst_pmd, pgtable);
 	set_pte(dst_pmd, pte_mkold(e));
 	spin_unlock(&dst_mm->page_table_lock);
 	spin_unlock(&src_mm->page_table_lock);

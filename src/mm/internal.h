@@ -115,6 +115,13 @@ int copy_huge_pmd(struct vm_area_struct *dst_vma, struct vm_area_struct *src_vma
 /* mprotect: apply the VMA's protection to a PMD leaf. */
 void change_huge_pmd(struct vm_area_struct *vma, pmd_t *pmd,
 		     unsigned long addr);
+/* A fault in a VM_HUGETLB VMA. Return 0 (retry the access) or -errno. */
+int hugetlb_fault(struct vm_area_struct *vma, unsigned long addr,
+		  unsigned int flags);
+/* mremap of hugetlb: move the leaf at @old_addr (if any) to @new_addr,
+ * allocating the tables down to the PMD. Return 0 or -ENOMEM. */
+int move_huge_pmd(struct vm_area_struct *vma, unsigned long old_addr,
+		  unsigned long new_addr);
 /* The PTE-equivalent value mapping @addr (PMD leaves included), or none. */
 pte_t mm_lookup_pte(struct mm_struct *mm, unsigned long addr);
 
@@ -182,8 +189,6 @@ unsigned long vm_flags_from_prot(int prot);
 /* -EINVAL if [start, end) cuts a hugetlb VMA off a 2 MiB boundary. */
 int hugetlb_range_ok(struct mm_struct *mm, unsigned long start,
 		     unsigned long end);
-/* Whether MAP_HUGETLB is available (huge.c). */
-bool hugetlb_supported(void);
 
 /* Process state (process.c). */
 /* Back a shared anonymous VMA with an unlinked tmpfs file. */

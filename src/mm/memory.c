@@ -335,6 +335,8 @@ int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr,
 	if (unshare && !is_cow_mapping(vma->vm_flags))
 		flags &= ~FAULT_FLAG_UNSHARE;
 
+	if (vma->vm_flags & VM_HUGETLB)
+		return hugetlb_fault(vma, addr, flags);
 	pud = pud_alloc(mm, pgd_offset(mm, addr), addr);
 	pmd = pud ? pmd_alloc(mm, pud, addr) : NULL;
 	if (!pmd)
@@ -447,8 +449,11 @@ static int zap_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
 	if (IS_ALIGNED(addr, PMD_SIZE) && next - addr == PMD_SIZE) {
 		zap_huge_pmd(walk->private, vma, pmd, addr);
 		walk->action = ACTION_CONTINUE;
-	} else {
+	} else if (!(vma->vm_flags & VM_HUGETLB)) {
 		split_huge_pmd(vma, pmd, addr);
+	} else {
+		HETMM_WARN_ON_ONCE(1); /* callers keep hugetlb ranges aligned */
+		walk->action = ACTION_CONTINUE;
 	}
 	return 0;
 }

@@ -127,10 +127,10 @@ long hetmm_mmap(struct mm_struct *mm, unsigned long addr, size_t len,
 	if (off < 0 || !IS_ALIGNED((unsigned long)off, PAGE_SIZE))
 		return -EINVAL;
 	if (flags & MAP_HUGETLB) {
-		if (!hugetlb_supported())
-			return -EOPNOTSUPP;
 		if (!(flags & MAP_ANONYMOUS))
 			return -EINVAL; /* no hugetlbfs files */
+		if (flags & MAP_SHARED)
+			return -EOPNOTSUPP; /* shared hugetlb: no hugetlbfs */
 		len = ALIGN(len, PMD_SIZE);
 		if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
 		    !IS_ALIGNED(addr, PMD_SIZE))
@@ -254,9 +254,4 @@ int hetmm_munmap(struct mm_struct *mm, unsigned long addr, size_t len)
 		do_munmap(mm, addr, addr + len);
 	mmap_write_unlock(mm);
 	return ret;
-}
-
-bool hugetlb_supported(void)
-{
-	return false; /* MAP_HUGETLB needs PMD leaves (huge.c, to come) */
 }

@@ -279,15 +279,23 @@ int hetmm_madvise(struct mm_struct *mm, unsigned long addr, size_t len,
 		goto out;
 	switch (advice) {
 	case MADV_DONTNEED:
+		/* hugetlb: the start must be 2 MiB aligned; the end is
+		 * rounded up to the huge page, as in Linux. */
 		for (vma = find_vma(mm, addr); vma && vma->vm_start < end;
 		     vma = vma_next(vma))
-			if (vma->vm_flags & (VM_PFNMAP | VM_HUGETLB)) {
+			if ((vma->vm_flags & VM_PFNMAP) ||
+			    ((vma->vm_flags & VM_HUGETLB) &&
+			     !IS_ALIGNED(max(addr, vma->vm_start), PMD_SIZE))) {
 				ret = -EINVAL;
 				goto out;
 			}
 		for (vma = find_vma(mm, addr); vma && vma->vm_start < end;
 		     vma = vma_next(vma))
-			zap_page_range_event(vma, addr, end, MMU_NOTIFY_CLEAR);
+			zap_page_range_event(vma, addr,
+					     (vma->vm_flags & VM_HUGETLB) ?
+						     ALIGN(end, PMD_SIZE) :
+						     end,
+					     MMU_NOTIFY_CLEAR);
 		ret = 0;
 		break;
 	case MADV_POPULATE_READ:

@@ -85,6 +85,33 @@ static int prealloc_tables(struct mm_struct *mm, unsigned long start,
 }
 
 /*
+ * hugetlb: tables down to the PMD first (the only allocations), then the
+ * leaves move whole.
+ */
+static int move_hugetlb(struct vm_area_struct *vma, unsigned long old_addr,
+			unsigned long new_addr, unsigned long len)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	struct mmu_notifier_range range;
+
+	for (unsigned long o = 0; o < len; o += PMD_SIZE) {
+		pud_t *pud = pud_alloc(mm, pgd_offset(mm, new_addr + o),
+				       new_addr + o);
+
+		if (!pud || !pmd_alloc(mm, pud, new_addr + o))
+			return -ENOMEM;
+	}
+	mmu_notifier_range_init(&range, MMU_NOTIFY_UNMAP, 0, mm, old_addr,
+				old_addr + len);
+	mmu_notifier_invalidate_range_start(&range);
+	for (unsigned long o = 0; o < len; o += PMD_SIZE)
+		HETMM_BUG_ON(move_huge_pmd(vma, old_addr + o, new_addr + o));
+	flush_tlb_range(mm, old_addr, old_addr + len);
+	mmu_notifier_invalidate_range_end(&range);
+	return 0;
+}
+
+/*
  * Move the whole VMA @vma (already split to the old range) to a new VMA
  * at [new_addr, new_addr + new_len), which must be free.
  */
@@ -110,6 +137,10 @@ static long move_vma(struct vm_area_struct *vma, unsigned long new_addr,
 		vm_area_free(new);
 		return ret;
 	}
+	if (vma->vm_flags & VM_HUGETLB) {
+		ret = move_hugetlb(vma, old_addr, new_addr, moved);
+		goto moved;
+	}
 	ret = prealloc_tables(mm, new_addr, new_addr + moved);
 	if (ret) {
 		vma_unlink(new);
@@ -126,6 +157,13 @@ static long move_vma(struct vm_area_struct *vma, unsigned long new_addr,
 	walk_page_range_novma(mm, old_addr, old_addr + moved, &move_ops, &mc);
 	tlb_finish_mmu(&tlb);
 	mmu_notifier_invalidate_range_end(&range);
+moved:
+	if (ret) {
+		vma_unlink(new);
+		vm_area_free(new);
+		free_pgd_range(mm, new_addr, new_addr + new_len);
+		return ret;
+	}
 	if (!dontunmap) {
 		/* Whatever was not moved (a shrinking move) is unmapped. */
 		zap_page_range(vma, old_addr, old_addr + old_len);

@@ -2,7 +2,8 @@
 /*
  * thp_test.c - transparent huge pages: 2 MiB faults, splitting on partial
  * munmap/mprotect/DONTNEED/mremap, fork sharing and COW, policies, and
- * the fallback to 4 KiB pages when no 2 MiB folio is available.
+ * the fallback to 4 KiB pages when no 2 MiB folio is available; and
+ * private hugetlb mappings (MAP_HUGETLB).
  */
 #include <hetmm/mm.h>
 #include <hetmm/stats.h>
@@ -262,6 +263,65 @@ static void test_alloc_failure_falls_back(void **state)
 	ASSERT_OK(hetmm_check(e->m));
 }
 
+static void test_hugetlb(void **state)
+{
+	struct env *e = *state;
+	long a = hetmm_mmap(e->mm, 0, 3 * SZ_2M, RW,
+			    PRIV_ANON | MAP_HUGETLB, -1, 0);
+	uint64_t allocs = stat_now(HETMM_STAT_hugetlb_fault_alloc), copies;
+	struct mm_struct *child;
+	unsigned char v = 1;
+	long n;
+
+	assert_true(a > 0);
+	assert_true(IS_ALIGNED((unsigned long)a, SZ_2M));
+	assert_int_equal(hetmm_mmap(e->mm, 0, SZ_2M, RW,
+				    MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB,
+				    -1, 0),
+			 -EOPNOTSUPP);
+	/* A read fault allocates a zeroed huge page (no zero page). */
+	ASSERT_OK(hetmm_cpu_read(e->mm, 0, a + 5, &v, 1));
+	assert_int_equal(v, 0);
+	assert_int_equal(stat_now(HETMM_STAT_hugetlb_fault_alloc) - allocs, 1);
+	assert_true(pmd_is_leaf(e->mm, a));
+	fill(e->mm, a, 3 * SZ_2M, 2);
+	ASSERT_OK(hetmm_check(e->m));
+	/* Everything must stay 2 MiB aligned. */
+	assert_int_equal(hetmm_munmap(e->mm, a + PAGE_SIZE, PAGE_SIZE), -EINVAL);
+	assert_int_equal(hetmm_mprotect(e->mm, a, PAGE_SIZE, PROT_READ),
+			 -EINVAL);
+	assert_int_equal(hetmm_madvise(e->mm, a + PAGE_SIZE, PAGE_SIZE,
+				       MADV_DONTNEED),
+			 -EINVAL);
+	verify(e->mm, a, 3 * SZ_2M, 2);
+	/* fork shares; a write copies the whole 2 MiB. */
+	child = hetmm_fork(e->mm);
+	assert_false(IS_ERR(child));
+	copies = stat_now(HETMM_STAT_fault_wp_copy);
+	ASSERT_OK(hetmm_cpu_write(child, 0, a + 7, "\x77", 1));
+	assert_int_equal(stat_now(HETMM_STAT_fault_wp_copy) - copies, 1);
+	assert_true(pmd_is_leaf(child, a));
+	verify(e->mm, a, 3 * SZ_2M, 2);
+	verify(child, a + PAGE_SIZE, SZ_2M - PAGE_SIZE, 3);
+	ASSERT_OK(hetmm_check(e->m));
+	hetmm_exit(child);
+	/* mprotect, DONTNEED (end rounded up), mremap of whole pages. */
+	ASSERT_OK(hetmm_mprotect(e->mm, a, SZ_2M, PROT_READ));
+	assert_int_equal(hetmm_cpu_write(e->mm, 0, a, "x", 1), -EFAULT);
+	ASSERT_OK(hetmm_mprotect(e->mm, a, SZ_2M, RW));
+	ASSERT_OK(hetmm_madvise(e->mm, a + SZ_2M, PAGE_SIZE, MADV_DONTNEED));
+	ASSERT_OK(hetmm_cpu_read(e->mm, 0, a + SZ_2M + SZ_2M - 1, &v, 1));
+	assert_int_equal(v, 0);
+	n = hetmm_mremap(e->mm, a + 2 * SZ_2M, SZ_2M, SZ_2M,
+			 MREMAP_MAYMOVE | MREMAP_FIXED, a + 16 * SZ_2M);
+	assert_int_equal(n, (long)(a + 16 * SZ_2M));
+	assert_true(pmd_is_leaf(e->mm, a + 16 * SZ_2M));
+	verify(e->mm, a + 16 * SZ_2M, SZ_2M, (unsigned char)(2 + 1024));
+	ASSERT_OK(hetmm_check(e->m));
+	ASSERT_OK(hetmm_munmap(e->mm, a, 3 * SZ_2M));
+	ASSERT_OK(hetmm_check(e->m));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -279,6 +339,8 @@ int main(void)
 						env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failure_falls_back,
 						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_hugetlb, env_setup,
+						env_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

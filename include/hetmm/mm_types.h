@@ -31,6 +31,7 @@
 struct mmu_notifier_subscriptions;
 struct file;
 struct anon_vma;
+struct hetmm_cpu;
 
 /* Simulated CPUs per machine (hetmm_machine_config::nr_cpus <= this). */
 #define HETMM_MAX_CPUS 256
@@ -58,6 +59,8 @@ struct anon_vma;
  * @cpumask: CPUs that may hold TLB entries tagged @asid (set on fill,
  *           never cleared while the mm lives).
  * @mm_list: link in the machine's list of live address spaces.
+ * @cpus, @nr_cpus: the machine's simulated CPUs (cached for the TLB-hit
+ *                  path of CPU accesses).
  * @mm_private: the process state (fd table) of the process face.
  */
 struct mm_struct {
@@ -76,6 +79,8 @@ struct mm_struct {
 	atomic_long nr_pt_pages;
 	atomic_ulong cpumask[HETMM_MAX_CPUS / 64];
 	struct list_head mm_list;
+	struct hetmm_cpu *cpus;
+	unsigned int nr_cpus;
 	void *mm_private;
 };
 

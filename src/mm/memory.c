@@ -716,6 +716,26 @@ int hetmm_cpu_read(struct mm_struct *mm, unsigned int cpu, unsigned long addr,
 {
 	struct access a = { .op = ACCESS_READ, .buf = buf };
 
+	/* The TLB-hit fast path of a read within one page. */
+	if (likely(mm && buf && cpu < mm->nr_cpus &&
+		   len <= PAGE_SIZE - (addr & ~PAGE_MASK) && addr < TASK_SIZE)) {
+		struct hetmm_cpu *c = &mm->cpus[cpu];
+		unsigned long vpn = addr >> PAGE_SHIFT;
+		struct tlb_entry *e = tlb_slot(c, vpn);
+
+		spin_lock(&c->lock);
+		if (likely(e->vpn == vpn && e->asid == mm->asid && e->perm &&
+			   e->host)) {
+			if (len == 8)
+				memcpy(buf, e->host + (addr & ~PAGE_MASK), 8);
+			else
+				memcpy(buf, e->host + (addr & ~PAGE_MASK), len);
+			spin_unlock(&c->lock);
+			count_stat(HETMM_STAT_tlb_hit);
+			return 0;
+		}
+		spin_unlock(&c->lock);
+	}
 	return cpu_access(mm, cpu, addr, len, &a);
 }
 
@@ -724,6 +744,23 @@ int hetmm_cpu_write(struct mm_struct *mm, unsigned int cpu, unsigned long addr,
 {
 	struct access a = { .op = ACCESS_WRITE, .buf = (void *)buf };
 
+	/* The TLB-hit fast path of a write within one page. */
+	if (likely(mm && buf && cpu < mm->nr_cpus &&
+		   len <= PAGE_SIZE - (addr & ~PAGE_MASK) && addr < TASK_SIZE)) {
+		struct hetmm_cpu *c = &mm->cpus[cpu];
+		unsigned long vpn = addr >> PAGE_SHIFT;
+		struct tlb_entry *e = tlb_slot(c, vpn);
+
+		spin_lock(&c->lock);
+		if (likely(e->vpn == vpn && e->asid == mm->asid &&
+			   (e->perm & TLB_PERM_WRITE) && e->host)) {
+			memcpy(e->host + (addr & ~PAGE_MASK), buf, len);
+			spin_unlock(&c->lock);
+			count_stat(HETMM_STAT_tlb_hit);
+			return 0;
+		}
+		spin_unlock(&c->lock);
+	}
 	return cpu_access(mm, cpu, addr, len, &a);
 }
 

@@ -33,6 +33,8 @@ struct mm_struct *mm_alloc(struct hetmm_machine *m)
 	if (!mm)
 		return ERR_PTR(-ENOMEM);
 	mm->machine = m;
+	mm->cpus = mmm->cpus;
+	mm->nr_cpus = mmm->nr_cpus;
 	init_rwsem(&mm->mmap_lock);
 	mm->mm_rb = RB_ROOT;
 	atomic_init(&mm->mm_users, 1);

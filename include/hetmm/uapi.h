@@ -84,8 +84,8 @@ int hetmm_mprotect(struct mm_struct *mm, unsigned long addr, size_t len,
 /*
  * madvise(2) with MADV_DONTNEED, MADV_POPULATE_READ/WRITE, MADV_HUGEPAGE,
  * MADV_NOHUGEPAGE, MADV_DONTFORK, MADV_DOFORK. Return: 0, -EINVAL (bad
- * advice or alignment), -ENOMEM (a hole), -EFAULT (populate without
- * permission, or beyond the end of a file).
+ * advice or alignment; populate without permission), -ENOMEM (a hole),
+ * -EFAULT (populate beyond the end of a file: SIGBUS).
  */
 int hetmm_madvise(struct mm_struct *mm, unsigned long addr, size_t len,
 		  int advice);

@@ -225,7 +225,10 @@ long hetmm_mmap(struct mm_struct *mm, unsigned long addr, size_t len,
 	    (vma->vm_flags & (VM_READ | VM_WRITE))) {
 		/* As in Linux, a populate failure does not fail the mmap:
 		 * the rest faults in on first touch. */
-		populate_range(mm, addr, end, vma->vm_flags & VM_WRITE);
+		/* Shared mappings are read-faulted: no need to dirty them. */
+		populate_range(mm, addr, end,
+			       (vma->vm_flags & (VM_WRITE | VM_SHARED)) ==
+				       VM_WRITE);
 	}
 	mmap_write_unlock(mm);
 	return (long)addr;

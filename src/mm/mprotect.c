@@ -225,10 +225,12 @@ static int madvise_populate(struct mm_struct *mm, unsigned long start,
 
 		if (!vma)
 			return -ENOMEM;
+		/* Incompatible mapping or no permission: -EINVAL, as the
+		 * kernel's madv_populate selftest expects. */
 		if ((vma->vm_flags & (VM_IO | VM_PFNMAP)) ||
 		    !(vma->vm_flags & (VM_READ | VM_WRITE)) ||
 		    (write && !(vma->vm_flags & VM_WRITE)))
-			return -EFAULT;
+			return -EINVAL;
 		/* Populate-write breaks COW, as a write would. */
 		ret = handle_mm_fault(vma, a, write ? FAULT_FLAG_WRITE : 0);
 		if (ret)

@@ -85,6 +85,25 @@ static int prealloc_tables(struct mm_struct *mm, unsigned long start,
 }
 
 /*
+ * Allocate the destination's page tables before anything changes, so an
+ * -ENOMEM leaves the address space as it was (empty tables are freed).
+ * hugetlb moves allocate down to the PMD only, in move_hugetlb().
+ */
+static int prealloc_move(struct vm_area_struct *vma, unsigned long new_addr,
+			 unsigned long len)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	int ret;
+
+	if (vma->vm_flags & VM_HUGETLB)
+		return 0;
+	ret = prealloc_tables(mm, new_addr, new_addr + len);
+	if (ret)
+		free_pgd_range(mm, new_addr, new_addr + len);
+	return ret;
+}
+
+/*
  * hugetlb: tables down to the PMD first (the only allocations), then the
  * leaves move whole.
  */
@@ -220,6 +239,13 @@ long hetmm_mremap(struct mm_struct *mm, unsigned long old_addr,
 		ret = -EINVAL;
 		goto out;
 	}
+	/* Shrinking unmaps the tail, whatever it spans. */
+	if (!fixed && !dontunmap && new_len <= old_len) {
+		ret = do_munmap(mm, old_addr + new_len, old_end);
+		if (!ret)
+			ret = (long)old_addr;
+		goto out;
+	}
 	if (old_len > vma->vm_end - old_addr)
 		goto out;
 	ret = -EINVAL;
@@ -232,17 +258,14 @@ long hetmm_mremap(struct mm_struct *mm, unsigned long old_addr,
 		ret = do_munmap(mm, new_addr, new_addr + new_len);
 		if (ret)
 			goto out;
-		ret = vma_split_range(mm, old_addr, old_end);
+		/* The unmap may have split the old range's VMA. */
+		vma = vma_lookup(mm, old_addr);
+		ret = prealloc_move(vma, new_addr, min(old_len, new_len)) ?:
+		      vma_split_range(mm, old_addr, old_end);
 		if (ret)
 			goto out;
 		ret = move_vma(vma_lookup(mm, old_addr), new_addr, new_len,
 			       dontunmap);
-		goto out;
-	}
-	if (new_len <= old_len && !dontunmap) {
-		ret = do_munmap(mm, old_addr + new_len, old_end);
-		if (!ret)
-			ret = (long)old_addr;
 		goto out;
 	}
 	/* Grow in place if the mapping ends here and the gap allows. */
@@ -261,7 +284,8 @@ long hetmm_mremap(struct mm_struct *mm, unsigned long old_addr,
 	new_addr = get_unmapped_area(mm, new_len);
 	if (!new_addr)
 		goto out;
-	ret = vma_split_range(mm, old_addr, old_end);
+	ret = prealloc_move(vma, new_addr, min(old_len, new_len)) ?:
+	      vma_split_range(mm, old_addr, old_end);
 	if (ret)
 		goto out;
 	ret = move_vma(vma_lookup(mm, old_addr), new_addr, new_len, dontunmap);

@@ -65,7 +65,7 @@ struct mm_struct *hetmm_fork(struct mm_struct *parent);
  * Anonymous (@fd -1) or file mappings, MAP_PRIVATE or MAP_SHARED (shared
  * anonymous memory is an unlinked tmpfs file, as in Linux).
  * Return: the address, or -EINVAL (bad length/alignment/flags/offset),
- * -ENOMEM (no room), -EEXIST (MAP_FIXED_NOREPLACE over a mapping), -EBADF
+ * -ENOMEM (no room, or a fixed range past TASK_SIZE), -EEXIST (MAP_FIXED_NOREPLACE over a mapping), -EBADF
  * (bad fd), -EACCES (file not open for reading, or a shared writable map
  * of a file not open for writing), -EOVERFLOW (offset + length too big).
  * MAP_POPULATE failures do not fail the call (as in Linux).

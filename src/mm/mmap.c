@@ -140,8 +140,12 @@ long hetmm_mmap(struct mm_struct *mm, unsigned long addr, size_t len,
 	if (!len || len > TASK_SIZE)
 		return -ENOMEM;
 	if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
-	    (!IS_ALIGNED(addr, PAGE_SIZE) || addr > TASK_SIZE - len))
+	    !IS_ALIGNED(addr, PAGE_SIZE))
 		return -EINVAL;
+	/* As Linux's get_unmapped_area: a fixed range past TASK_SIZE. */
+	if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
+	    addr > TASK_SIZE - len)
+		return -ENOMEM;
 	if (!(flags & MAP_ANONYMOUS)) {
 		file = process_fget(mm, fd);
 		if (!file)

@@ -233,7 +233,8 @@ static int base_refs(struct page *page)
 static void check_counts(struct hetmm_machine *m, struct pfn_vec *pv,
 			 struct pfn_vec *heads, struct hetmm_check_ctx *ctx)
 {
-	qsort(pv->v, pv->n, sizeof(*pv->v), cmp_ulong);
+	if (pv->n)
+		qsort(pv->v, pv->n, sizeof(*pv->v), cmp_ulong);
 	for (size_t i = 0; i < pv->n;) {
 		unsigned long pfn = pv->v[i];
 		struct page *page = pfn_to_page(m, pfn);
@@ -259,7 +260,8 @@ static void check_counts(struct hetmm_machine *m, struct pfn_vec *pv,
 					 pfn, ref, folio_mapcount(page_folio(page)));
 		i = j;
 	}
-	qsort(heads->v, heads->n, sizeof(*heads->v), cmp_ulong);
+	if (heads->n)
+		qsort(heads->v, heads->n, sizeof(*heads->v), cmp_ulong);
 	for (size_t i = 0; i < heads->n;) {
 		struct folio *folio = page_folio(pfn_to_page(m, heads->v[i]));
 		size_t j = i;
@@ -282,7 +284,8 @@ static void check_counts(struct hetmm_machine *m, struct pfn_vec *pv,
 
 			if (page_mapcount(page) <= 0 || PageTestFlag(page, PG_buddy))
 				continue;
-			if (!bsearch(&pfn, pv->v, pv->n, sizeof(*pv->v), cmp_ulong))
+			if (!pv->n ||
+			    !bsearch(&pfn, pv->v, pv->n, sizeof(*pv->v), cmp_ulong))
 				hetmm_check_fail(ctx, "pfn %#lx: mapcount %d, but no entry maps it",
 						 pfn, page_mapcount(page));
 		}

@@ -233,7 +233,7 @@ static struct page *page_at_nonnull(struct mm_struct *mm, unsigned long addr)
 /* A copy of the VMA at @addr (asserted present). */
 static struct vm_area_struct vma_at(struct mm_struct *mm, unsigned long addr)
 {
-	struct vm_area_struct *vma, copy;
+	struct vm_area_struct *vma, copy = { 0 };
 
 	mmap_read_lock(mm);
 	vma = vma_lookup(mm, addr);

@@ -151,7 +151,12 @@ static inline uint64_t pte_val(pte_t p)
 /* Entries are read and written atomically: walkers may run lock-free. */
 static inline pte_t ptep_get(const pte_t *ptep)
 {
-	return __pte(__atomic_load_n(&ptep->val, __ATOMIC_RELAXED));
+	/*
+	 * Acquire: an upper-level entry publishes a table whose frame and
+	 * struct page (its lock) were initialised with plain stores before
+	 * the release in set_pte(). Free on x86.
+	 */
+	return __pte(__atomic_load_n(&ptep->val, __ATOMIC_ACQUIRE));
 }
 
 static inline void set_pte(pte_t *ptep, pte_t p)

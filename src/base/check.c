@@ -13,6 +13,7 @@
 #include <hetmm/check.h>
 #include <hetmm/err.h>
 #include <hetmm/phys.h>
+#include <hetmm/rcu.h>
 
 struct hetmm_check_ctx {
 	const char *checker;
@@ -107,6 +108,12 @@ int hetmm_check(struct hetmm_machine *m)
 
 	if (!m)
 		return -EINVAL;
+	/*
+	 * call_rcu() frees (page-table frames) run on liburcu's own thread,
+	 * which callers cannot quiesce: let them land before any checker
+	 * reads the frame counts.
+	 */
+	rcu_barrier();
 	mutex_lock(&m->check_lock);
 	for (unsigned int i = 0; i < m->nr_checkers; i++) {
 		ctx.checker = m->checkers[i].name;

@@ -312,7 +312,6 @@ static void mm_check(struct hetmm_machine *m, void *arg,
 	struct mm_struct *mm;
 	unsigned long tables = 0, frames;
 
-	rcu_barrier(); /* page-table frames still queued for freeing */
 	mutex_lock(&mmm->mm_list_lock);
 	list_for_each_entry(mm, &mmm->mms, mm_list) {
 		struct walk_check wc = { .ctx = ctx, .pfns = &pv,

@@ -177,7 +177,9 @@ int do_huge_pmd_fault(struct vm_area_struct *vma, pmd_t *pmd,
 		return 0;
 	}
 	folio = page_folio(pfn_to_page(mm->machine, pte_pfn(e)));
-	if (PageAnonExclusive(&folio->page) || folio_ref_count(folio) == 1) {
+	if (PageAnonExclusive(&folio->page) ||
+	    atomic_load_explicit(&folio->page._refcount,
+				 memory_order_acquire) == 1) {
 		/* Ours alone: reuse the whole folio in place. */
 		SetPageAnonExclusive(&folio->page);
 		if (!unshare)

@@ -205,7 +205,9 @@ static bool wp_can_reuse_anon_page(struct page *page)
 		return true;
 	if (folio_test_large(folio))
 		return false;
-	return folio_ref_count(folio) == 1;
+	/* Acquire, pairing with folio_put(): a copier is done reading. */
+	return atomic_load_explicit(&folio->page._refcount,
+				    memory_order_acquire) == 1;
 }
 
 /*

@@ -149,10 +149,19 @@ struct vm_area_struct *vm_area_alloc(struct mm_struct *mm)
 /* Copy @orig into @new, taking the references a VMA holds. */
 static void vma_copy(struct vm_area_struct *new, struct vm_area_struct *orig)
 {
-	*new = *orig;
+	/* Only the fields the VMA owns: its list and tree links belong to
+	 * structures other processes change under their own locks. */
+	*new = (struct vm_area_struct){
+		.vm_mm = orig->vm_mm,
+		.vm_start = orig->vm_start,
+		.vm_end = orig->vm_end,
+		.vm_flags = orig->vm_flags,
+		.vm_pgoff = orig->vm_pgoff,
+		.vm_file = orig->vm_file,
+		.anon_vma = orig->anon_vma,
+	};
 	RB_CLEAR_NODE(&new->vm_rb);
 	INIT_LIST_HEAD(&new->anon_vma_node);
-	memset(&new->shared_rb, 0, sizeof(new->shared_rb));
 	if (new->vm_file)
 		get_file(new->vm_file);
 	if (new->anon_vma)

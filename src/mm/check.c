@@ -195,7 +195,6 @@ static void check_tlbs(struct mm_machine *mmm, struct hetmm_check_ctx *ctx)
 			struct tlb_entry *e = &cpu->tlb[i];
 			unsigned long addr = e->vpn << PAGE_SHIFT;
 			struct mm_struct *mm;
-			pmd_t *pmd = NULL;
 			pte_t pte;
 
 			if (!e->perm)
@@ -207,7 +206,6 @@ static void check_tlbs(struct mm_machine *mmm, struct hetmm_check_ctx *ctx)
 						 c, addr, e->asid);
 				continue;
 			}
-			(void)pmd;
 			pte = mm_lookup_pte(mm, addr);
 			if (!pte_access_permitted(pte, false) ||
 			    pte_pfn(pte) != e->pfn ||

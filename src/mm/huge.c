@@ -433,7 +433,6 @@ int copy_huge_pmd(struct vm_area_struct *dst_vma, struct vm_area_struct *src_vma
 void change_huge_pmd(struct vm_area_struct *vma, pmd_t *pmd, unsigned long addr)
 {
 	struct mm_struct *mm = vma->vm_mm;
-	unsigned long flags = vma->vm_flags;
 	pmd_t e, n;
 
 	(void)addr;
@@ -443,13 +442,8 @@ void change_huge_pmd(struct vm_area_struct *vma, pmd_t *pmd, unsigned long addr)
 		spin_unlock(&mm->page_table_lock);
 		return;
 	}
-	n = pte_clear_flags(e, _PAGE_PROTNONE);
-	if (!(flags & (VM_READ | VM_WRITE | VM_EXEC)))
-		n = pte_set_flags(pte_wrprotect(n), _PAGE_PROTNONE);
-	else if (!(flags & VM_WRITE))
-		n = pte_wrprotect(n);
-	else if (PageAnonExclusive(pfn_to_page(mm->machine, pte_pfn(n))))
-		n = pte_mkwrite(n);
+	/* The leaf's head page carries the folio's AnonExclusive bit. */
+	n = vma_protect_entry(mm->machine, e, vma->vm_flags);
 	if (pte_val(n) != pte_val(e)) {
 		set_pte(pmd, n);
 		count_stat(HETMM_STAT_mprotect_pte);

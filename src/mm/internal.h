@@ -166,6 +166,13 @@ pmd_t *pte_table_alloc(struct mm_struct *mm, unsigned long addr);
  * range must be fully mapped. Return: 0 or -ENOMEM (nothing changed). */
 int vma_split_range(struct mm_struct *mm, unsigned long start,
 		    unsigned long end);
+/*
+ * The present entry @e (PTE or PMD leaf) under VMA flags @flags: PROTNONE
+ * without access, read-only without VM_WRITE, and made writable at once
+ * only where no fault is needed (exclusive anon pages in private
+ * mappings, dirty pages in shared ones) (mprotect.c).
+ */
+pte_t vma_protect_entry(struct hetmm_machine *m, pte_t e, unsigned long flags);
 /* True if [start, end) is fully covered by VMAs. */
 bool range_mapped(struct mm_struct *mm, unsigned long start,
 		  unsigned long end);

@@ -62,6 +62,26 @@ int vma_split_range(struct mm_struct *mm, unsigned long start,
 
 /* --------------------------------------------------------------- mprotect */
 
+pte_t vma_protect_entry(struct hetmm_machine *m, pte_t e,
+			unsigned long flags)
+{
+	pte_t n = pte_clear_flags(e, _PAGE_PROTNONE);
+	struct page *page;
+
+	if (!(flags & (VM_READ | VM_WRITE | VM_EXEC)))
+		return pte_set_flags(pte_wrprotect(n), _PAGE_PROTNONE);
+	if (!(flags & VM_WRITE))
+		return pte_wrprotect(n);
+	if (pte_write(n) || pte_special(n))
+		return n;
+	if (flags & VM_SHARED)
+		return pte_dirty(n) ? pte_mkwrite(n) : n;
+	page = pfn_to_page(m, pte_pfn(n));
+	if (folio_test_anon(page_folio(page)) && PageAnonExclusive(page))
+		n = pte_mkwrite(n);
+	return n;
+}
+
 static int change_pte(pte_t *pte, unsigned long addr, unsigned long next,
 		      struct mm_walk *walk)
 {
@@ -95,22 +115,7 @@ static int change_pte(pte_t *pte, unsigned long addr, unsigned long next,
 		}
 		return 0;
 	}
-	n = pte_clear_flags(e, _PAGE_PROTNONE);
-	if (!(flags & (VM_READ | VM_WRITE | VM_EXEC))) {
-		n = pte_set_flags(pte_wrprotect(n), _PAGE_PROTNONE);
-	} else if (!(flags & VM_WRITE)) {
-		n = pte_wrprotect(n);
-	} else if (!pte_write(n) && !pte_special(n)) {
-		struct page *page = pfn_to_page(walk->mm->machine, pte_pfn(n));
-
-		if (flags & VM_SHARED) {
-			if (pte_dirty(n))
-				n = pte_mkwrite(n);
-		} else if (folio_test_anon(page_folio(page)) &&
-			   PageAnonExclusive(page)) {
-			n = pte_mkwrite(n);
-		}
-	}
+	n = vma_protect_entry(walk->mm->machine, e, flags);
 	if (pte_val(n) != pte_val(e)) {
 		set_pte(pte, n);
 		count_stat(HETMM_STAT_mprotect_pte);

@@ -181,4 +181,16 @@ int walk_page_range_novma(struct mm_struct *mm, unsigned long start,
 			  unsigned long end, const struct mm_walk_ops *ops,
 			  void *private);
 
+/* ------------------------------------------------------ device entries */
+
+/*
+ * migration_entry_wait - the PTE (or, with @pte NULL, the PMD) at @addr
+ * held a migration entry: sleep until its folio is unlocked (the migration
+ * finished), so the caller can retry. Returns at once if the entry changed.
+ * Context: mmap_lock held for read; no page-table lock held.
+ */
+void migration_entry_wait(struct mm_struct *mm, pmd_t *pmd,
+			  unsigned long addr);
+void pmd_migration_entry_wait(struct mm_struct *mm, pmd_t *pmd);
+
 #endif /* HETMM_MM_H */

@@ -95,12 +95,15 @@ struct mm_struct {
 #define VM_MAYSHARE 0x00000080UL
 #define VM_IO 0x00004000UL
 #define VM_DONTCOPY 0x00020000UL     /* MADV_DONTFORK */
+#define VM_DONTEXPAND 0x00040000UL   /* mremap cannot grow it (device mmaps) */
 #define VM_NORESERVE 0x00200000UL
 #define VM_HUGETLB 0x00400000UL
 #define VM_PFNMAP 0x00000400UL
 #define VM_MIXEDMAP 0x10000000UL
 #define VM_HUGEPAGE 0x20000000UL     /* MADV_HUGEPAGE */
 #define VM_NOHUGEPAGE 0x40000000UL   /* MADV_NOHUGEPAGE */
+/* Mappings the core mm may not treat as ordinary memory. */
+#define VM_SPECIAL (VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP)
 
 /**
  * struct vm_area_struct - one mapping.

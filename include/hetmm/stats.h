@@ -63,7 +63,27 @@
 	X(thp_fault_alloc, "write faults that installed a 2 MiB THP")           \
 	X(thp_fault_fallback, "THP faults that fell back to 4 KiB (no memory)") \
 	X(thp_split_pmd, "PMD mappings of THPs split into 512 PTEs")           \
-	X(hugetlb_fault_alloc, "hugetlb faults that allocated a 2 MiB page")
+	X(hugetlb_fault_alloc, "hugetlb faults that allocated a 2 MiB page")  \
+	X(fault_device_private, "CPU faults on device-private entries (migrate_to_ram)") \
+	X(fault_migration_wait, "faults that waited for a migration entry")    \
+	X(fault_exclusive_restore, "CPU faults that restored a device-exclusive entry") \
+	X(hmm_range_fault, "hmm_range_fault calls")                             \
+	X(hmm_range_fault_busy, "hmm_range_fault calls that returned -EBUSY")   \
+	X(hmm_pfn_valid, "pages hmm_range_fault reported VALID")                \
+	X(hmm_fault, "pages hmm_range_fault faulted in")                        \
+	X(hmm_p2p, "peer device-private pages reported in place (P2P)")         \
+	X(migrate_collect, "pages collected by migrate_vma_setup/migrate_device_*") \
+	X(migrate_skip, "pages setup could not collect or had to restore")      \
+	X(migrate_to_device, "pages migrated system -> device (4 KiB units)")   \
+	X(migrate_to_system, "pages migrated device -> system (4 KiB units)")   \
+	X(migrate_device_to_device, "pages migrated device -> device (4 KiB units)") \
+	X(migrate_hole_fill, "holes/zero pages filled by migrate_vma_pages")    \
+	X(migrate_folio_large, "large folios migrated as one folio")            \
+	X(migrate_fail, "committed entries refused (refs changed, no dst...)")  \
+	X(device_exclusive, "PTEs made device-exclusive")                       \
+	X(pgmap_folio_init, "device folios put into service")                   \
+	X(pgmap_folio_free, "device folios returned to their driver")           \
+	X(pgmap_block_online, "2 MiB blocks of on-demand device struct pages initialised")
 
 enum hetmm_stat_item {
 #define __HETMM_STAT_ENUM(name, desc) HETMM_STAT_##name,

@@ -27,6 +27,8 @@
 #include <hetmm/check.h>
 #include <hetmm/err.h>
 
+#include <hetmm/memremap.h>
+
 #include "internal.h"
 
 struct pfn_vec {
@@ -76,6 +78,33 @@ static int check_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
 	struct folio *folio;
 
 	(void)next;
+	if (!pte_none(e) && !pte_present(e)) {
+		enum softleaf_type k = pte_kind(e);
+		unsigned long pfn = softleaf_pfn(softleaf_from_pte(e));
+
+		walk->action = ACTION_CONTINUE;
+		if (!is_device_private_kind(k) && !is_migration_kind(k)) {
+			hetmm_check_fail(wc->ctx, "mm %u: PMD at %#lx holds softleaf kind %d",
+					 wc->asid, addr, k);
+			return 0;
+		}
+		if (list_empty(&pt_entry_page(walk->mm, pmd)->lru))
+			hetmm_check_fail(wc->ctx, "mm %u: non-present PMD at %#lx without a deposited table",
+					 wc->asid, addr);
+		if (is_migration_kind(k))
+			return 0;
+		if (!IS_ALIGNED(pfn, HPAGE_PMD_NR) ||
+		    !folio_is_device_private(page_folio(pfn_to_page(m, pfn))) ||
+		    folio_order(page_folio(pfn_to_page(m, pfn))) != PMD_ORDER) {
+			hetmm_check_fail(wc->ctx, "mm %u: device-private PMD at %#lx: pfn %#lx is not a 2 MiB device-private folio",
+					 wc->asid, addr, pfn);
+			return 0;
+		}
+		for (unsigned long i = 0; i < HPAGE_PMD_NR; i++)
+			pfn_vec_add(wc->pfns, pfn + i);
+		pfn_vec_add(wc->heads, pfn);
+		return 0;
+	}
 	if (!pmd_leaf(e))
 		return 0;
 	walk->action = ACTION_CONTINUE;
@@ -162,9 +191,31 @@ static int check_pte(pte_t *pte, unsigned long addr, unsigned long next,
 			hetmm_check_fail(wc->ctx,
 					 "mm %u: writable private PTE at %#lx maps pfn %#lx, not an exclusive anon page",
 					 wc->asid, addr, pte_pfn(e));
+		if (folio_is_device_private(page_folio(page)))
+			hetmm_check_fail(wc->ctx,
+					 "mm %u: present PTE at %#lx maps device-private pfn %#lx",
+					 wc->asid, addr, pte_pfn(e));
 		pfn_vec_add(wc->pfns, pte_pfn(e));
 	} else if (is_device_private_kind(k) || k == SOFTLEAF_DEVICE_EXCLUSIVE) {
-		pfn_vec_add(wc->pfns, softleaf_pfn(softleaf_from_pte(e)));
+		unsigned long pfn = softleaf_pfn(softleaf_from_pte(e));
+		struct folio *folio;
+
+		if (pfn >= m->max_pfn) {
+			hetmm_check_fail(wc->ctx, "mm %u: entry at %#lx names pfn %#lx beyond memory",
+					 wc->asid, addr, pfn);
+			return 0;
+		}
+		folio = page_folio(pfn_to_page(m, pfn));
+		if (is_device_private_kind(k) != folio_is_device_private(folio))
+			hetmm_check_fail(wc->ctx,
+					 "mm %u: %s entry at %#lx names pfn %#lx which is %sdevice-private",
+					 wc->asid,
+					 k == SOFTLEAF_DEVICE_EXCLUSIVE ? "device-exclusive" : "device-private",
+					 addr, pfn, folio_is_device_private(folio) ? "" : "not ");
+		if (!folio_test_anon(folio))
+			hetmm_check_fail(wc->ctx, "mm %u: device entry at %#lx names non-anon pfn %#lx",
+					 wc->asid, addr, pfn);
+		pfn_vec_add(wc->pfns, pfn);
 	}
 	return 0;
 }
@@ -252,6 +303,11 @@ static void check_counts(struct hetmm_machine *m, struct pfn_vec *pv,
 			 ref < (int)(j - i) + base_refs(page))
 			hetmm_check_fail(ctx, "pfn %#lx: refcount %d < %zu mappings + %d",
 					 pfn, ref, j - i, base_refs(page));
+		else if (folio_is_device_private(page_folio(page)) &&
+			 !folio_test_locked(page_folio(page)) &&
+			 ref != folio_mapcount(page_folio(page)))
+			hetmm_check_fail(ctx, "device-private pfn %#lx at rest: refcount %d != mapcount %d",
+					 pfn, ref, folio_mapcount(page_folio(page)));
 		else if (folio_test_large(page_folio(page)) &&
 			 ref < folio_mapcount(page_folio(page)))
 			hetmm_check_fail(ctx, "pfn %#lx: folio refcount %d < folio mapcount %d",

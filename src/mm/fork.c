@@ -98,7 +98,7 @@ static void copy_nonpresent_pte(struct fork_ctx *f, pte_t *src, pte_t *dst)
 	bool cow = is_cow_mapping(vma->vm_flags);
 	softleaf_t s = softleaf_from_pte(e);
 
-	if (is_device_private_kind(k)) {
+	if (is_device_private_kind(k) || k == SOFTLEAF_DEVICE_EXCLUSIVE) {
 		struct page *page = pfn_to_page(vma->vm_mm->machine,
 						softleaf_pfn(s));
 
@@ -127,6 +127,30 @@ static void copy_nonpresent_pte(struct fork_ctx *f, pte_t *src, pte_t *dst)
 	set_pte(dst, e);
 }
 
+/*
+ * fork gives a device-exclusive page back to the parent's CPU mapping and
+ * copies that (the device loses exclusivity: the fork's PROTECTION_PAGE
+ * invalidation of the range told it). Under the PTE lock, so only a
+ * trylock of the folio: if somebody holds it, the entry is copied as a
+ * mapping instead and restored on the next CPU access in either process.
+ */
+static bool restore_exclusive_for_fork(struct vm_area_struct *vma, pte_t *pte,
+				       unsigned long addr)
+{
+	pte_t e = ptep_get(pte);
+	struct page *page = pfn_to_page(vma->vm_mm->machine,
+					softleaf_pfn(softleaf_from_pte(e)));
+	struct folio *folio = page_folio(page);
+
+	(void)addr;
+	if (!folio_trylock(folio))
+		return false;
+	set_pte(pte, restore_exclusive_entry(vma, page, e));
+	folio_unlock(folio);
+	count_stat(HETMM_STAT_fault_exclusive_restore);
+	return true;
+}
+
 static int copy_pmd(pmd_t *pmd, unsigned long addr, unsigned long end,
 		    struct mm_walk *walk)
 {
@@ -138,6 +162,11 @@ static int copy_pmd(pmd_t *pmd, unsigned long addr, unsigned long end,
 	int ret = 0;
 
 	walk->action = ACTION_CONTINUE;
+	if (!pte_none(ptep_get(pmd)) && !pte_present(ptep_get(pmd))) {
+		/* A device-private or migrating 2 MiB folio: copied as 512
+		 * PTE entries (the kernel copies the PMD entry itself). */
+		split_huge_pmd(f->src_vma, pmd, addr);
+	}
 	if (pmd_leaf(ptep_get(pmd))) {
 		ret = copy_huge_pmd(f->dst_vma, f->src_vma, pmd, addr);
 		if (ret != -EAGAIN)
@@ -162,6 +191,9 @@ static int copy_pmd(pmd_t *pmd, unsigned long addr, unsigned long end,
 		if (pte_none(e))
 			continue;
 		count_stat(HETMM_STAT_fork_pte_copy);
+		if (pte_kind(e) == SOFTLEAF_DEVICE_EXCLUSIVE &&
+		    restore_exclusive_for_fork(f->src_vma, src, addr))
+			e = ptep_get(src);
 		if (!pte_present(e)) {
 			copy_nonpresent_pte(f, src, dst);
 			continue;

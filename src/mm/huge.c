@@ -21,6 +21,11 @@
  *     reference and a PTE mapcount per page and drops the PMD's, so the
  *     folio stays large and is PTE-mapped. Subscribers hear
  *     MMU_NOTIFY_CLEAR for the 2 MiB range and the TLBs are flushed.
+ *   - A non-present PMD entry (a THP under migration, or a device-private
+ *     2 MiB folio) keeps the deposited table of the leaf it replaced; a
+ *     device-private PMD counts like a leaf (reference, entire and large
+ *     mapcount), a migration PMD counts nothing. split_huge_pmd turns
+ *     either into 512 PTE entries of the same kind.
  *   - Read faults on none PMDs map the 4 KiB zero page (no huge zero page);
  *     a write fault in such a range then uses 4 KiB pages.
  *
@@ -294,6 +299,46 @@ int move_huge_pmd(struct vm_area_struct *vma, unsigned long old_addr,
 	return 0;
 }
 
+/* A PMD entry split_huge_pmd can turn into 512 PTEs. */
+static bool pmd_splittable(pmd_t e)
+{
+	enum softleaf_type k = pte_kind(e);
+
+	return pmd_leaf(e) || is_device_private_kind(k) || is_migration_kind(k);
+}
+
+/* The PTE for page @i of a split non-present PMD entry @e. */
+static pte_t split_softleaf(pmd_t e, unsigned long i)
+{
+	softleaf_t s = softleaf_from_pte(e);
+	enum softleaf_type k = pte_kind(e);
+	softleaf_t r;
+
+	if (is_device_private_kind(k))
+		return softleaf_to_pte(make_device_private_entry(
+			softleaf_pfn(s) + i, k == SOFTLEAF_DEVICE_PRIVATE_WRITE));
+	r = make_migration_entry(softleaf_pfn(s) + i,
+				 k == SOFTLEAF_MIGRATION_WRITE,
+				 k == SOFTLEAF_MIGRATION_READ_EXCLUSIVE);
+	if (softleaf_young(s))
+		r = softleaf_mkyoung(r);
+	if (softleaf_dirty(s))
+		r = softleaf_mkdirty(r);
+	r.val |= s.val & _SWP_SOFT_DIRTY;
+	return softleaf_to_pte(r);
+}
+
+void pgtable_trans_huge_deposit(struct mm_struct *mm, pmd_t *pmd,
+				struct page *pgtable)
+{
+	pgtable_deposit(mm, pmd, pgtable);
+}
+
+struct page *pgtable_trans_huge_withdraw(struct mm_struct *mm, pmd_t *pmd)
+{
+	return pgtable_withdraw(mm, pmd);
+}
+
 void split_huge_pmd(struct vm_area_struct *vma, pmd_t *pmd, unsigned long addr)
 {
 	struct mm_struct *mm = vma->vm_mm;
@@ -306,22 +351,34 @@ void split_huge_pmd(struct vm_area_struct *vma, pmd_t *pmd, unsigned long addr)
 	pmd_t e;
 	bool pae;
 
-	if (!pmd_leaf(ptep_get(pmd)))
+	if (!pmd_splittable(ptep_get(pmd)))
 		return;
 	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, haddr,
 				haddr + PMD_SIZE);
 	mmu_notifier_invalidate_range_start(&range);
 	spin_lock(&mm->page_table_lock);
 	e = ptep_get(pmd);
-	if (!pmd_leaf(e)) {
+	if (!pmd_splittable(e)) {
 		spin_unlock(&mm->page_table_lock);
 		mmu_notifier_invalidate_range_end(&range);
 		return;
 	}
-	folio = page_folio(pfn_to_page(mm->machine, pte_pfn(e)));
-	pae = PageAnonExclusive(&folio->page);
 	pgtable = pgtable_withdraw(mm, pmd);
 	ptes = page_frame(pgtable);
+	if (is_migration_kind(pte_kind(e))) {
+		/* Not a mapping: no references or mapcounts move. */
+		for (unsigned long i = 0; i < HPAGE_PMD_NR; i++)
+			set_pte(&ptes[i], split_softleaf(e, i));
+		set_pte(pmd, table_entry(pgtable));
+		spin_unlock(&mm->page_table_lock);
+		mmu_notifier_invalidate_range_end(&range);
+		count_stat(HETMM_STAT_thp_split_pmd);
+		return;
+	}
+	folio = page_folio(pfn_to_page(
+		mm->machine, pte_present(e) ? pte_pfn(e) :
+					      softleaf_pfn(softleaf_from_pte(e))));
+	pae = PageAnonExclusive(&folio->page);
 	keep = pte_val(e) & (_PAGE_RW | _PAGE_DIRTY | _PAGE_YOUNG |
 			     _PAGE_SOFT_DIRTY | _PAGE_PROTNONE);
 	folio_ref_add(folio, HPAGE_PMD_NR - 1);
@@ -331,7 +388,9 @@ void split_huge_pmd(struct vm_area_struct *vma, pmd_t *pmd, unsigned long addr)
 		if (pae)
 			SetPageAnonExclusive(page);
 		page_add_pte_rmap(page);
-		set_pte(&ptes[i], pfn_pte(folio_pfn(folio) + i, keep));
+		set_pte(&ptes[i], pte_present(e) ?
+					  pfn_pte(folio_pfn(folio) + i, keep) :
+					  split_softleaf(e, i));
 	}
 	folio_remove_pmd_rmap(folio);
 	/* The same translations: TLB entries stay correct, but flush anyway
@@ -347,7 +406,7 @@ void split_huge_pmd_address(struct vm_area_struct *vma, unsigned long addr)
 {
 	pmd_t *pmd = vma->vm_mm->pgd ? mm_find_pmd(vma->vm_mm, addr) : NULL;
 
-	if (pmd && pmd_leaf(ptep_get(pmd)))
+	if (pmd && pmd_splittable(ptep_get(pmd)))
 		split_huge_pmd(vma, pmd, addr);
 }
 
@@ -360,11 +419,25 @@ void zap_huge_pmd(struct mmu_gather *tlb, struct vm_area_struct *vma,
 
 	spin_lock(&mm->page_table_lock);
 	e = ptep_get(pmd);
-	if (!pmd_leaf(e)) {
+	if (!pmd_splittable(e)) {
 		spin_unlock(&mm->page_table_lock);
 		return;
 	}
 	ptep_get_and_clear(pmd);
+	if (!pte_present(e)) {
+		/* A device-private folio is a mapping, a migration entry is
+		 * not; both keep the deposited table. */
+		pt_frame_free(mm, pgtable_withdraw(mm, pmd));
+		spin_unlock(&mm->page_table_lock);
+		count_stat(HETMM_STAT_pte_zapped);
+		if (is_migration_kind(pte_kind(e)))
+			return;
+		folio = page_folio(pfn_to_page(
+			mm->machine, softleaf_pfn(softleaf_from_pte(e))));
+		folio_remove_pmd_rmap(folio);
+		tlb_remove_page(tlb, &folio->page);
+		return;
+	}
 	folio = page_folio(pfn_to_page(mm->machine, pte_pfn(e)));
 	if (!folio_test_hugetlb(folio))
 		pt_frame_free(mm, pgtable_withdraw(mm, pmd));

@@ -106,6 +106,16 @@ void split_huge_pmd(struct vm_area_struct *vma, pmd_t *pmd,
 		    unsigned long addr);
 /* Split the PMD leaf mapping @addr, if any. */
 void split_huge_pmd_address(struct vm_area_struct *vma, unsigned long addr);
+/*
+ * Deposit / withdraw the PTE table kept for a PMD leaf or a non-present
+ * PMD entry (see huge.c). Context: mm->page_table_lock held.
+ */
+void pgtable_trans_huge_deposit(struct mm_struct *mm, pmd_t *pmd,
+				struct page *pgtable);
+struct page *pgtable_trans_huge_withdraw(struct mm_struct *mm, pmd_t *pmd);
+/* The present PTE a device-exclusive entry @orig of @page stood for. */
+pte_t restore_exclusive_entry(struct vm_area_struct *vma, struct page *page,
+			      pte_t orig);
 /* Zap a whole PMD leaf (zap walker). */
 void zap_huge_pmd(struct mmu_gather *tlb, struct vm_area_struct *vma,
 		  pmd_t *pmd, unsigned long addr);

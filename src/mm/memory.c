@@ -22,10 +22,19 @@
  *     page it mapped loses the PTE's reference (mmu_gather, or
  *     ptep_clear_flush for a single replacement).
  *   - A CPU access that hits the TLB holds only cpu->lock; see tlb.h.
+ *   - Non-present entries (do_swap_page): a migration entry is waited out
+ *     (its folio is locked by the migrating thread) and the fault retried;
+ *     a device-private entry calls its pgmap's migrate_to_ram() with the
+ *     device folio locked and referenced, the PTE lock dropped; a
+ *     device-exclusive entry is turned back into a present PTE under the
+ *     folio lock, inside an MMU_NOTIFY_CLEAR invalidation. Device-private
+ *     and device-exclusive entries are mappings (a reference and a
+ *     mapcount each); migration entries are neither.
  */
 #include <string.h>
 
 #include <hetmm/err.h>
+#include <hetmm/memremap.h>
 #include <hetmm/stats.h>
 
 #include "internal.h"
@@ -311,6 +320,215 @@ static int do_wp_page(struct vm_area_struct *vma, pmd_t *pmd, pte_t *pte,
 	return 0;
 }
 
+/* ------------------------------------------------- non-present entries */
+
+void migration_entry_wait(struct mm_struct *mm, pmd_t *pmd,
+			  unsigned long addr)
+{
+	spinlock_t *ptl;
+	struct folio *folio;
+	pte_t *pte = pte_offset_map_lock(mm, pmd, addr, &ptl);
+	pte_t e;
+
+	if (!pte)
+		return;
+	e = ptep_get(pte);
+	if (!is_migration_kind(pte_kind(e))) {
+		spin_unlock(ptl);
+		return;
+	}
+	folio = page_folio(pfn_to_page(mm->machine,
+				       softleaf_pfn(softleaf_from_pte(e))));
+	/* The migration holds a reference while its entries exist. */
+	if (!folio_try_get(folio)) {
+		spin_unlock(ptl);
+		return;
+	}
+	spin_unlock(ptl);
+	count_stat(HETMM_STAT_fault_migration_wait);
+	folio_wait_locked(folio);
+	folio_put(folio);
+}
+
+void pmd_migration_entry_wait(struct mm_struct *mm, pmd_t *pmd)
+{
+	struct folio *folio;
+	pmd_t e;
+
+	spin_lock(&mm->page_table_lock);
+	e = ptep_get(pmd);
+	if (!is_migration_kind(pte_kind(e))) {
+		spin_unlock(&mm->page_table_lock);
+		return;
+	}
+	folio = page_folio(pfn_to_page(mm->machine,
+				       softleaf_pfn(softleaf_from_pte(e))));
+	if (!folio_try_get(folio)) {
+		spin_unlock(&mm->page_table_lock);
+		return;
+	}
+	spin_unlock(&mm->page_table_lock);
+	count_stat(HETMM_STAT_fault_migration_wait);
+	folio_wait_locked(folio);
+	folio_put(folio);
+}
+
+/*
+ * The present PTE a device-exclusive entry of @page stood for: old, soft
+ * dirty carried, writable (and dirty if the folio is) only where the VMA
+ * allows writing and the page is still exclusive to this mm.
+ */
+pte_t restore_exclusive_entry(struct vm_area_struct *vma, struct page *page,
+			      pte_t orig)
+{
+	pte_t e = pfn_pte(page_to_pfn(page), 0);
+
+	if (pte_val(orig) & _SWP_SOFT_DIRTY)
+		e = pte_set_flags(e, _PAGE_SOFT_DIRTY);
+	if ((vma->vm_flags & VM_WRITE) && PageAnonExclusive(page)) {
+		e = pte_mkwrite(e);
+		if (folio_test_flag(page_folio(page), PG_dirty))
+			e = pte_mkdirty(e);
+	}
+	return e;
+}
+
+/* A CPU touched a device-exclusive entry: give the page back. */
+static int remove_device_exclusive_entry(struct vm_area_struct *vma,
+					 pmd_t *pmd, pte_t *pte,
+					 spinlock_t *ptl, unsigned long addr,
+					 pte_t orig)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	struct page *page = pfn_to_page(mm->machine,
+					softleaf_pfn(softleaf_from_pte(orig)));
+	struct folio *folio = page_folio(page);
+	struct mmu_notifier_range range;
+
+	/* The entry is a mapping, so it holds a reference: this cannot fail
+	 * while we hold the PTE lock. */
+	folio_get(folio);
+	spin_unlock(ptl);
+	folio_lock(folio);
+	mmu_notifier_range_init_owner(&range, MMU_NOTIFY_CLEAR, 0, mm, addr,
+				      addr + PAGE_SIZE, NULL);
+	mmu_notifier_invalidate_range_start(&range);
+	pte = pte_offset_map_lock(mm, pmd, addr, &ptl);
+	if (pte) {
+		if (pte_val(ptep_get(pte)) == pte_val(orig)) {
+			set_pte(pte, restore_exclusive_entry(vma, page, orig));
+			count_stat(HETMM_STAT_fault_exclusive_restore);
+		}
+		spin_unlock(ptl);
+	}
+	mmu_notifier_invalidate_range_end(&range);
+	folio_unlock(folio);
+	folio_put(folio);
+	return 0;
+}
+
+/* Hand a device-private fault to the page's driver. */
+static int device_private_fault(struct vm_fault *vmf, spinlock_t *ptl)
+{
+	struct folio *folio = page_folio(vmf->page);
+	struct dev_pagemap *pgmap = page_pgmap(vmf->page);
+	int ret;
+
+	/* The entry holds a reference, so the folio cannot go away here. */
+	folio_get(folio);
+	if (!folio_trylock(folio)) {
+		/* Somebody migrates it right now: wait, then retry. */
+		spin_unlock(ptl);
+		folio_wait_locked(folio);
+		folio_put(folio);
+		return 0;
+	}
+	spin_unlock(ptl);
+	count_stat(HETMM_STAT_fault_device_private);
+	ret = pgmap->ops->migrate_to_ram(vmf);
+	folio_unlock(folio);
+	folio_put(folio);
+	return ret;
+}
+
+/*
+ * do_swap_page - a fault on a non-present PTE. Called with the PTE lock
+ * held; returns with it dropped. Return: 0 (retry the access), -EFAULT
+ * (SIGBUS: poison, markers; there is no swap), or the driver's error.
+ */
+static int do_swap_page(struct vm_area_struct *vma, pmd_t *pmd, pte_t *pte,
+			spinlock_t *ptl, unsigned long addr, unsigned int flags,
+			pte_t orig)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	enum softleaf_type k = pte_kind(orig);
+
+	if (is_migration_kind(k)) {
+		spin_unlock(ptl);
+		migration_entry_wait(mm, pmd, addr);
+		return 0;
+	}
+	if (is_device_private_kind(k)) {
+		struct vm_fault vmf = {
+			.vma = vma,
+			.address = addr,
+			.flags = flags,
+			.page = pfn_to_page(mm->machine,
+					    softleaf_pfn(softleaf_from_pte(orig))),
+			.pmd = pmd,
+			.pte = pte,
+			.orig_pte = orig,
+		};
+
+		return device_private_fault(&vmf, ptl);
+	}
+	if (k == SOFTLEAF_DEVICE_EXCLUSIVE)
+		return remove_device_exclusive_entry(vma, pmd, pte, ptl, addr,
+						     orig);
+	spin_unlock(ptl);
+	count_stat(HETMM_STAT_fault_sigbus);
+	return -EFAULT;
+}
+
+/* A fault on a non-present PMD: a THP under migration or on a device. */
+static int do_huge_pmd_nonpresent(struct vm_area_struct *vma, pmd_t *pmd,
+				  unsigned long addr, unsigned int flags)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	pmd_t e;
+
+	spin_lock(&mm->page_table_lock);
+	e = ptep_get(pmd);
+	if (pte_none(e) || pte_present(e)) {
+		spin_unlock(&mm->page_table_lock);
+		return 0; /* changed: retry */
+	}
+	if (is_migration_kind(pte_kind(e))) {
+		spin_unlock(&mm->page_table_lock);
+		pmd_migration_entry_wait(mm, pmd);
+		return 0;
+	}
+	if (is_device_private_kind(pte_kind(e))) {
+		struct vm_fault vmf = {
+			.vma = vma,
+			.address = addr,
+			.flags = flags,
+			.page = pfn_to_page(mm->machine,
+					    softleaf_pfn(softleaf_from_pte(e)) +
+						    ((addr & ~PMD_MASK) >>
+						     PAGE_SHIFT)),
+			.pmd = pmd,
+			.pte = NULL,
+			.orig_pte = e,
+		};
+
+		return device_private_fault(&vmf, &mm->page_table_lock);
+	}
+	spin_unlock(&mm->page_table_lock);
+	count_stat(HETMM_STAT_fault_sigbus);
+	return -EFAULT;
+}
+
 int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr,
 		    unsigned int flags)
 {
@@ -351,6 +569,8 @@ int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr,
 	}
 	if (pmd_leaf(ptep_get(pmd)))
 		return do_huge_pmd_fault(vma, pmd, addr, flags);
+	if (!pte_none(ptep_get(pmd)) && !pte_present(ptep_get(pmd)))
+		return do_huge_pmd_nonpresent(vma, pmd, addr, flags);
 	if (__pte_alloc(mm, pmd))
 		return -ENOMEM;
 	pte = pte_offset_map_lock(mm, pmd, addr, &ptl);
@@ -365,11 +585,8 @@ int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr,
 			return do_file_fault(vma, pmd, addr, flags);
 		return do_anonymous_page(vma, pmd, addr, flags);
 	}
-	if (!pte_present(orig)) {
-		/* Migration/device entries arrive with their layers. */
-		spin_unlock(ptl);
-		return -EFAULT;
-	}
+	if (!pte_present(orig))
+		return do_swap_page(vma, pmd, pte, ptl, addr, flags, orig);
 	if (pte_protnone(orig)) {
 		/* The VMA allows access again (mprotect raced): restore. */
 		orig = pte_clear_flags(orig, _PAGE_PROTNONE);
@@ -422,7 +639,17 @@ static int zap_pte(pte_t *pte, unsigned long addr, unsigned long next,
 		return 0;
 	count_stat(HETMM_STAT_pte_zapped);
 	if (!pte_present(old)) {
-		HETMM_WARN_ON_ONCE(1); /* no softleaf kinds are created yet */
+		enum softleaf_type k = pte_kind(old);
+
+		/* Device-private and device-exclusive entries are mappings
+		 * (no TLB entry can exist for them); the rest hold nothing. */
+		if (is_device_private_kind(k) ||
+		    k == SOFTLEAF_DEVICE_EXCLUSIVE) {
+			page = pfn_to_page(walk->mm->machine,
+					   softleaf_pfn(softleaf_from_pte(old)));
+			page_remove_pte_rmap(page);
+			tlb_remove_page(tlb, page);
+		}
 		return 0;
 	}
 	tlb_track(tlb, addr, PAGE_SIZE);
@@ -442,8 +669,10 @@ static int zap_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
 		   struct mm_walk *walk)
 {
 	struct vm_area_struct *vma;
+	pmd_t e = ptep_get(pmd);
 
-	if (!pmd_leaf(ptep_get(pmd)))
+	/* Leaves, and non-present entries standing for a whole folio. */
+	if (!pmd_leaf(e) && (pte_none(e) || pmd_table(e)))
 		return 0;
 	vma = vma_lookup(walk->mm, addr);
 	if (HETMM_WARN_ON_ONCE(!vma))

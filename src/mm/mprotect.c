@@ -127,6 +127,9 @@ static int change_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
 		      struct mm_walk *walk)
 {
 	(void)next;
+	/* A device-private or migrating 2 MiB folio changes as 512 PTEs. */
+	if (!pte_none(ptep_get(pmd)) && !pte_present(ptep_get(pmd)))
+		split_huge_pmd(walk->vma, pmd, addr);
 	/* Leaves lie inside one VMA (VMA splits split them). */
 	if (pmd_leaf(ptep_get(pmd))) {
 		change_huge_pmd(walk->vma, pmd, addr);

@@ -61,8 +61,10 @@ static int move_pte(pte_t *pte, unsigned long addr, unsigned long next,
 static int move_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
 		    struct mm_walk *walk)
 {
+	pmd_t e = ptep_get(pmd);
+
 	(void)next;
-	if (pmd_leaf(ptep_get(pmd)))
+	if (!pte_none(e) && !pmd_table(e))
 		split_huge_pmd(vma_lookup(walk->mm, addr), pmd, addr);
 	return 0;
 }

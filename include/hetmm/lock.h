@@ -138,6 +138,42 @@ void down_write(struct rw_semaphore *s);
 bool down_write_trylock(struct rw_semaphore *s);
 void up_write(struct rw_semaphore *s);
 
+/* ------------------------------------------------- reader-biased rwsem */
+
+/*
+ * struct percpu_rw_semaphore - an rwsem whose readers touch only their
+ * own slot (one cache line per slot, threads spread over the slots), so
+ * concurrent readers -- CPU faults and TLB misses of many threads in one
+ * address space -- do not bounce a shared counter. Writers pay instead:
+ * they raise @wflag and wait until every slot drains. Readers that meet a
+ * raised flag back off and sleep on @rw, which the writer holds for write.
+ * Same owner-tracking fields as struct rw_semaphore in debug builds, so the
+ * rwsem assertions work on it. (The kernel's percpu_rw_semaphore; the mm
+ * uses it for mmap_lock where the kernel has per-VMA locks.)
+ */
+#define PCPU_RWSEM_SLOTS 32
+
+struct percpu_rw_semaphore {
+	struct {
+		atomic_long n;
+		char pad[64 - sizeof(atomic_long)];
+	} slot[PCPU_RWSEM_SLOTS];
+	atomic_int wflag;
+	pthread_rwlock_t rw;
+#if HETMM_DEBUG >= 1
+	atomic_uint writer;
+	atomic_int readers;
+#endif
+};
+
+void percpu_init_rwsem(struct percpu_rw_semaphore *s);
+void percpu_free_rwsem(struct percpu_rw_semaphore *s);
+void percpu_down_read(struct percpu_rw_semaphore *s);
+bool percpu_down_read_trylock(struct percpu_rw_semaphore *s);
+void percpu_up_read(struct percpu_rw_semaphore *s);
+void percpu_down_write(struct percpu_rw_semaphore *s);
+void percpu_up_write(struct percpu_rw_semaphore *s);
+
 /* ------------------------------------------------------ owner assertions */
 
 #if HETMM_DEBUG >= 1

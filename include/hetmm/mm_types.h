@@ -14,7 +14,7 @@
  * struct itself (mmgrab/mmdrop), so notifiers and devices may keep a
  * pointer after exit; mm_users > 0 holds one mm_count.
  *
- * Locking: mmap_lock (rwsem) protects the VMA tree and every VMA's fields;
+ * Locking: mmap_lock (a reader-biased rwsem, see lock.h) protects the VMA tree and every VMA's fields;
  * page tables are protected by the page-table locks (see mm.h) under
  * mmap_lock held for read or write.
  */
@@ -65,7 +65,7 @@ struct hetmm_cpu;
  */
 struct mm_struct {
 	struct hetmm_machine *machine;
-	struct rw_semaphore mmap_lock;
+	struct percpu_rw_semaphore mmap_lock;
 	struct rb_root mm_rb;
 	int map_count;
 	atomic_int mm_users;
@@ -147,22 +147,22 @@ void mmdrop(struct mm_struct *mm);
 
 static inline void mmap_read_lock(struct mm_struct *mm)
 {
-	down_read(&mm->mmap_lock);
+	percpu_down_read(&mm->mmap_lock);
 }
 
 static inline void mmap_read_unlock(struct mm_struct *mm)
 {
-	up_read(&mm->mmap_lock);
+	percpu_up_read(&mm->mmap_lock);
 }
 
 static inline void mmap_write_lock(struct mm_struct *mm)
 {
-	down_write(&mm->mmap_lock);
+	percpu_down_write(&mm->mmap_lock);
 }
 
 static inline void mmap_write_unlock(struct mm_struct *mm)
 {
-	up_write(&mm->mmap_lock);
+	percpu_up_write(&mm->mmap_lock);
 }
 
 #define mmap_assert_locked(mm) rwsem_assert_held(&(mm)->mmap_lock)

@@ -35,7 +35,7 @@ struct mm_struct *mm_alloc(struct hetmm_machine *m)
 	mm->machine = m;
 	mm->cpus = mmm->cpus;
 	mm->nr_cpus = mmm->nr_cpus;
-	init_rwsem(&mm->mmap_lock);
+	percpu_init_rwsem(&mm->mmap_lock);
 	mm->mm_rb = RB_ROOT;
 	atomic_init(&mm->mm_users, 1);
 	atomic_init(&mm->mm_count, 1);
@@ -44,7 +44,7 @@ struct mm_struct *mm_alloc(struct hetmm_machine *m)
 	mm->asid = atomic_fetch_add(&next_asid, 1);
 	atomic_init(&mm->nr_pt_pages, 0);
 	if (pgd_alloc(mm)) {
-		rwsem_destroy(&mm->mmap_lock);
+		percpu_free_rwsem(&mm->mmap_lock);
 		free(mm);
 		return ERR_PTR(-ENOMEM);
 	}
@@ -84,7 +84,7 @@ void mmdrop(struct mm_struct *mm)
 	if (v)
 		return;
 	mmu_notifier_subscriptions_destroy(mm);
-	rwsem_destroy(&mm->mmap_lock);
+	percpu_free_rwsem(&mm->mmap_lock);
 	free(mm);
 }
 

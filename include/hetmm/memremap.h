@@ -124,6 +124,8 @@ struct dev_pagemap;
  * @p2p_addr: may a device whose owner cookie is @requester reach @page in
  *            place over the interconnect (seed 002)? 0 and *@dev_addr =
  *            the address the requester uses, or -EOPNOTSUPP. Optional.
+ *            Called from hmm_range_fault() with a page-table spinlock
+ *            held: must not sleep.
  */
 struct dev_pagemap_ops {
 	void (*folio_free)(struct folio *folio);

@@ -446,6 +446,9 @@ static int device_private_fault(struct vm_fault *vmf, spinlock_t *ptl)
 	spin_unlock(ptl);
 	count_stat(HETMM_STAT_fault_device_private);
 	ret = pgmap->ops->migrate_to_ram(vmf);
+	/* The driver may have split a large device folio: the lock and our
+	 * reference are now on the folio of vmf->page. */
+	folio = page_folio(vmf->page);
 	folio_unlock(folio);
 	folio_put(folio);
 	return ret;

@@ -18,16 +18,8 @@
 #include <hetmm/hetmm.h>
 #include <hetmm/uapi.h>
 
+#include "bench.h"
 #include "cli.h"
-
-#define REPS 7
-
-struct bench_result {
-	const char *unit;
-	double ours, peer;
-	const char *peer_name;
-	const char *note;
-};
 
 struct bench {
 	const char *name;
@@ -37,7 +29,7 @@ struct bench {
 
 static volatile unsigned char sink;
 
-static struct hetmm_machine *bench_machine(uint64_t ram, bool data)
+struct hetmm_machine *bench_machine(uint64_t ram, bool data)
 {
 	struct hetmm_machine_config cfg;
 	struct hetmm_machine *m;
@@ -76,7 +68,7 @@ static void bench_machine_warm(struct hetmm_machine *m)
 }
 
 /* A machine for the process benchmarks: carries data, warmed. */
-static struct hetmm_machine *bench_proc_machine(uint64_t ram)
+struct hetmm_machine *bench_proc_machine(uint64_t ram)
 {
 	struct hetmm_machine *m = bench_machine(ram, true);
 
@@ -84,7 +76,7 @@ static struct hetmm_machine *bench_proc_machine(uint64_t ram)
 	return m;
 }
 
-static void *map_anon(size_t bytes, bool huge)
+void *map_anon(size_t bytes, bool huge)
 {
 	size_t align = huge ? HPAGE_PMD_SIZE : PAGE_SIZE;
 	unsigned char *p = mmap(NULL, bytes + align, PROT_READ | PROT_WRITE,
@@ -100,7 +92,7 @@ static void *map_anon(size_t bytes, bool huge)
 }
 
 /* Kernel: fault in and free (MADV_DONTNEED) @len bytes at @buf, @n times. */
-static double kernel_fault_free_ns(unsigned char *buf, size_t len,
+double kernel_fault_free_ns(unsigned char *buf, size_t len,
 				   unsigned long n)
 {
 	double best = 1e30;
@@ -359,7 +351,7 @@ static void bench_fault(const struct bench_opts *o, struct bench_result *res)
 
 /* ------------------------------------------------ processes: helpers */
 
-static struct mm_struct *bench_process(struct hetmm_machine *m)
+struct mm_struct *bench_process(struct hetmm_machine *m)
 {
 	struct mm_struct *mm = hetmm_process_create(m);
 
@@ -371,7 +363,7 @@ static struct mm_struct *bench_process(struct hetmm_machine *m)
 	return mm;
 }
 
-static void bench_fail(const char *what, long err)
+void bench_fail(const char *what, long err)
 {
 	fprintf(stderr, "hetmm: bench: %s failed: %s\n", what,
 		err < 0 ? hetmm_errname((int)err) : "unexpected result");
@@ -396,7 +388,7 @@ static long ours_populated(struct mm_struct *mm, unsigned long n)
 }
 
 /* The host's counterpart: @n populated 4 KiB pages (no THP). */
-static unsigned char *host_populated(unsigned long n)
+unsigned char *host_populated(unsigned long n)
 {
 	unsigned char *p = mmap(NULL, n * PAGE_SIZE, PROT_READ | PROT_WRITE,
 				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -979,6 +971,14 @@ static const struct bench benches[] = {
 	  bench_scale2 },
 	{ "thp", "first-touch 2 MiB THP write fault vs memset of 2 MiB", bench_thp },
 	{ "read8", "8-byte hetmm_cpu_read hitting the TLB vs memcpy", bench_read8 },
+	{ "hmmsnap", "hmm_range_fault snapshot of populated memory vs pagemap",
+	  bench_hmmsnap },
+	{ "migrate", "4 KiB pages system -> device -> system vs memcpy",
+	  bench_migrate4k },
+	{ "migrate2m", "2 MiB folios system -> device -> system vs memcpy",
+	  bench_migrate2m },
+	{ "devfault", "CPU fault on a device-private page (migrate_to_ram)",
+	  bench_devfault },
 };
 
 bool bench_exists(const char *name)

@@ -9,8 +9,9 @@
  *   struct inode           one file: size, link count, references, kind
  *                          and i_rwsem; embeds its page cache (i_data)
  *   struct address_space   the page cache of an inode: i_pages (page index
- *                          -> order-0 folio) and i_mmap (interval tree of
- *                          the VMAs that map the file)
+ *                          -> folio: order 0, or 2 MiB for hugetlbfs) and
+ *                          i_mmap (interval tree of the VMAs that map the
+ *                          file)
  *   struct file            an open file: access mode, O_* flags, inode
  *   struct hetmm_fs_hooks  callbacks into the mm layer: unmap a range of
  *                          the file from every process (truncate), clean
@@ -22,11 +23,21 @@
  * are tagged and hetmm_fs_writeback() cleans them, and
  * mapping_needs_writeback() is true, so the GUP layer refuses R/W
  * long-term pins of its shared mappings.
+ * HETMM_FS_HUGETLBFS behaves like hugetlbfs with 2 MiB pages: its page
+ * cache holds PG_hugetlb folios of order PMD_ORDER, each in the slot of
+ * its first page (a multiple of HPAGE_PMD_NR), and the mm layer maps them
+ * only with PMD leaves (VM_HUGETLB). i_size is always a multiple of
+ * HUGETLBFS_PAGE_SIZE: ftruncate to anything else fails with -EINVAL.
+ * Folios are marked dirty when created (nothing ever writes them back).
+ * Linux has no write(2) on hugetlbfs; here pwrite works inside i_size
+ * (a test convenience) and fails with -EINVAL at or beyond it, so only
+ * ftruncate and a writable mmap (hugetlbfs_extend_size()) grow a file.
  *
  * Page cache rules (what the mm layer may rely on):
- *   - a cached folio is order 0, has page.mapping == its address_space,
- *     page.index == its slot, PG_uptodate, and the cache holds exactly one
- *     reference: refcount == 1 + mappings + other holders;
+ *   - a cached folio is order 0 (order PMD_ORDER, PG_hugetlb, for
+ *     hugetlbfs), has page.mapping == its address_space, page.index ==
+ *     its slot, PG_uptodate, and the cache holds exactly one reference:
+ *     refcount == 1 + mappings + other holders;
  *   - no folio is cached at or beyond DIV_ROUND_UP(i_size, PAGE_SIZE);
  *   - a folio leaves the cache only with its folio lock held, after the
  *     unmap_mapping_range hook has removed it from every page table;
@@ -79,6 +90,9 @@
 struct hetmm_fs;
 struct inode;
 
+/* The page size of HETMM_FS_HUGETLBFS files: 2 MiB. */
+#define HUGETLBFS_PAGE_SIZE ((loff_t)PAGE_SIZE << PMD_ORDER)
+
 /* Largest file: 1 TiB. Offsets at or beyond it fail with -EFBIG. */
 #define HETMM_FS_MAXBYTES ((loff_t)1 << 40)
 /* Largest page index a file can hold. */
@@ -99,11 +113,13 @@ struct inode;
  * enum hetmm_fs_kind - how a file's data is backed.
  * @HETMM_FS_TMPFS: shmem-like; no writeback (the default).
  * @HETMM_FS_WRITEBACK: disk-filesystem-like; dirty folios are written back.
+ * @HETMM_FS_HUGETLBFS: hugetlbfs-like; 2 MiB folios, 2 MiB-multiple sizes.
  * @NR_HETMM_FS_KINDS: number of kinds.
  */
 enum hetmm_fs_kind {
 	HETMM_FS_TMPFS = 0,
 	HETMM_FS_WRITEBACK = 1,
+	HETMM_FS_HUGETLBFS = 2,
 	NR_HETMM_FS_KINDS,
 };
 
@@ -112,8 +128,9 @@ enum hetmm_fs_kind {
  * @host: the owning inode; constant.
  * @kind: the host's enum hetmm_fs_kind; constant.
  * @i_pages: page index -> folio; the cache's reference to each folio
- *	belongs to its slot. Changed under its xa_lock with the folio
- *	locked; read lock-free.
+ *	belongs to its slot (for hugetlbfs, only the slot of a folio's first
+ *	page is used). Changed under its xa_lock with the folio locked; read
+ *	lock-free.
  * @nrpages: folios in @i_pages. Protected by @i_pages.xa_lock.
  * @i_mmap_rwsem: protects @i_mmap; use i_mmap_lock_*().
  * @i_mmap: interval tree of the VMAs mapping this file, keyed by page
@@ -307,13 +324,28 @@ static inline bool shmem_mapping(const struct address_space *mapping)
 	return mapping->kind == HETMM_FS_TMPFS;
 }
 
+/* True for hugetlbfs files: 2 MiB folios, mapped only by PMD leaves. */
+static inline bool hugetlbfs_mapping(const struct address_space *mapping)
+{
+	return mapping->kind == HETMM_FS_HUGETLBFS;
+}
+
+static inline bool is_file_hugepages(const struct file *file)
+{
+	return hugetlbfs_mapping(file->f_mapping);
+}
+
 /* ------------------------------------------------------------ page cache */
 
+/* For hugetlbfs, both return the 2 MiB folio that contains page @index. */
 struct folio *filemap_get_folio(struct address_space *mapping, pgoff_t index);
 struct folio *filemap_grab_folio(struct address_space *mapping,
 				 pgoff_t index);
+struct folio *__filemap_grab_folio(struct address_space *mapping, pgoff_t index,
+				   bool *created);
 bool folio_mark_dirty(struct folio *folio);
 void truncate_inode_pages_range(struct address_space *mapping, loff_t lstart,
 				loff_t lend);
+void hugetlbfs_extend_size(struct inode *inode, loff_t size);
 
 #endif /* HETMM_FS_H */

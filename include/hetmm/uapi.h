@@ -64,10 +64,22 @@ struct mm_struct *hetmm_fork(struct mm_struct *parent);
  * hetmm_mmap - map memory, as mmap(2).
  * Anonymous (@fd -1) or file mappings, MAP_PRIVATE or MAP_SHARED (shared
  * anonymous memory is an unlinked tmpfs file, as in Linux).
- * Return: the address, or -EINVAL (bad length/alignment/flags/offset),
- * -ENOMEM (no room, or a fixed range past TASK_SIZE), -EEXIST (MAP_FIXED_NOREPLACE over a mapping), -EBADF
- * (bad fd), -EACCES (file not open for reading, or a shared writable map
- * of a file not open for writing), -EOVERFLOW (offset + length too big).
+ * Huge pages (2 MiB, mapped by PMD leaves): MAP_HUGETLB with
+ * MAP_ANONYMOUS, private or shared (shared: an unlinked hugetlbfs file,
+ * as in Linux), and any mapping of a hugetlbfs file (hetmm_open_kind()
+ * kind 2), MAP_HUGETLB or not. The length is rounded up to 2 MiB; the
+ * address of MAP_FIXED and the file offset must be 2 MiB aligned, and
+ * munmap/mprotect/madvise/mremap of such a range too (-EINVAL). A
+ * writable mapping of a hugetlbfs file grows the file to cover it, as
+ * Linux does. Faults that find no free 2 MiB page fail with -ENOMEM
+ * (Linux reserves huge pages at mmap time and would fail there instead).
+ * Return: the address, or -EINVAL (bad length/alignment/flags/offset,
+ * MAP_HUGETLB on a file that is not hugetlbfs, a MAP_FIXED range that
+ * cuts a huge page of another mapping), -ENOMEM (no room, or a fixed
+ * range past TASK_SIZE), -EEXIST (MAP_FIXED_NOREPLACE over a mapping),
+ * -EBADF (bad fd), -EACCES (file not open for reading, or a shared
+ * writable map of a file not open for writing), -EOVERFLOW (offset +
+ * length too big).
  * MAP_POPULATE failures do not fail the call (as in Linux).
  */
 long hetmm_mmap(struct mm_struct *mm, unsigned long addr, size_t len,
@@ -103,8 +115,10 @@ long hetmm_mremap(struct mm_struct *mm, unsigned long old_addr,
  * Files of the machine's in-memory filesystem (one per machine, shared by
  * every process). @flags are open(2)'s O_RDONLY/O_WRONLY/O_RDWR, O_CREAT,
  * O_EXCL, O_TRUNC, O_APPEND; hetmm_open_kind() creates a file of the given
- * enum hetmm_fs_kind (0 tmpfs-like, 1 writeback). Return: an fd >= 0 or a
- * negative errno, as the system calls.
+ * enum hetmm_fs_kind (0 tmpfs-like, 1 writeback, 2 hugetlbfs: sizes are
+ * 2 MiB multiples, ftruncate to anything else is -EINVAL, pwrite only
+ * inside the file). Return: an fd >= 0 or a negative errno, as the system
+ * calls.
  */
 int hetmm_open(struct mm_struct *mm, const char *path, int flags);
 int hetmm_open_kind(struct mm_struct *mm, const char *path, int flags,

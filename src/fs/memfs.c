@@ -25,6 +25,12 @@
  *   - every i_pages entry is an order-0 folio f with f.mapping == the
  *     address_space, f.index == its slot, PG_uptodate, refcount >= 1, and
  *     slot < DIV_ROUND_UP(i_size, PAGE_SIZE);
+ *   - hugetlbfs files: every entry is instead a PG_hugetlb folio of order
+ *     PMD_ORDER whose slot is a multiple of HPAGE_PMD_NR (the slots of
+ *     its other pages stay empty; lookups round the index down), with
+ *     refcount >= 1 + folio_mapcount; i_size is a multiple of
+ *     HUGETLBFS_PAGE_SIZE, so truncation only ever drops whole folios
+ *     (hole punching zeroes the covered bytes of partial ones);
  *   - nrpages == number of i_pages entries;
  *   - PG_dirty(f) <=> the slot carries PAGECACHE_TAG_DIRTY;
  *   - refcount(f) == 1 (the cache) + mappings + other holders, so a cached
@@ -101,10 +107,28 @@ static void i_size_write(struct inode *inode, loff_t size)
 
 /* ------------------------------------------------------------ page cache */
 
+/* The slot of the folio that holds page @index. */
+static pgoff_t memfs_folio_slot(const struct address_space *mapping,
+				pgoff_t index)
+{
+	return hugetlbfs_mapping(mapping) ? ALIGN_DOWN(index, HPAGE_PMD_NR) :
+					    index;
+}
+
+/* Host address of page @index of @folio, or NULL on a metadata-only
+ * machine. */
+static char *folio_index_address(struct folio *folio, pgoff_t index)
+{
+	char *kaddr = folio_address(folio);
+
+	return kaddr ? kaddr + ((index - folio->page.index) << PAGE_SHIFT) :
+		       NULL;
+}
+
 /**
  * filemap_get_folio - look a cached folio up.
  * @mapping: the page cache.
- * @index: page index in the file.
+ * @index: page index in the file (for hugetlbfs, any page of the folio).
  *
  * The slot is read and the reference taken under xa_lock, so a folio that
  * is being removed is either found with its cache reference still held or
@@ -119,6 +143,7 @@ struct folio *filemap_get_folio(struct address_space *mapping, pgoff_t index)
 {
 	struct folio *folio;
 
+	index = memfs_folio_slot(mapping, index);
 	xa_lock(&mapping->i_pages);
 	folio = xa_load(&mapping->i_pages, index);
 	if (folio)
@@ -127,16 +152,23 @@ struct folio *filemap_get_folio(struct address_space *mapping, pgoff_t index)
 	return folio ? folio : ERR_PTR(-ENOENT);
 }
 
-/* A new zero-filled folio for @index, locked, with the caller's reference. */
+/*
+ * A new zero-filled folio for slot @index (2 MiB for hugetlbfs), locked,
+ * with the caller's reference.
+ */
 static struct folio *memfs_new_folio(struct address_space *mapping,
 				     pgoff_t index)
 {
+	bool huge = hugetlbfs_mapping(mapping);
 	struct folio *folio;
 
 	folio = folio_alloc(mapping_machine(mapping),
-			    GFP_HIGHUSER_MOVABLE | __GFP_ZERO, 0);
+			    GFP_HIGHUSER_MOVABLE | __GFP_ZERO,
+			    huge ? PMD_ORDER : 0);
 	if (!folio)
 		return NULL;
+	if (huge)
+		folio_set_flag(folio, PG_hugetlb);
 	/* Not visible to anyone yet: the trylock cannot fail. */
 	if (NEVER(!folio_trylock(folio))) {
 		folio_put(folio);
@@ -163,7 +195,9 @@ static void memfs_discard_new_folio(struct folio *folio)
  * @mapping: the page cache.
  * @index: page index in the file.
  *
- * A created folio is zero-filled and order 0; it enters the cache holding
+ * A created folio is zero-filled and order 0 (for hugetlbfs: the 2 MiB
+ * PG_hugetlb folio of the 2 MiB-aligned range holding @index, marked
+ * dirty as Linux's hugetlbfs does); it enters the cache holding
  * the cache's reference, and the caller gets a second one. The caller is
  * responsible for @index being inside the file (see the fault path
  * protocol in fs.h): nothing here looks at i_size.
@@ -177,11 +211,29 @@ static void memfs_discard_new_folio(struct folio *folio)
  */
 struct folio *filemap_grab_folio(struct address_space *mapping, pgoff_t index)
 {
+	return __filemap_grab_folio(mapping, index, NULL);
+}
+
+/**
+ * __filemap_grab_folio - filemap_grab_folio(), telling whether it created.
+ * @mapping: the page cache.
+ * @index: page index in the file.
+ * @created: if not NULL, set to true when the folio returned was created
+ *	(and inserted) by this call, false otherwise.
+ *
+ * Return and context: as filemap_grab_folio().
+ */
+struct folio *__filemap_grab_folio(struct address_space *mapping, pgoff_t index,
+				   bool *created)
+{
 	struct folio *folio;
 	int ret;
 
+	if (created)
+		*created = false;
 	if (index > HETMM_FS_MAX_INDEX)
 		return ERR_PTR(-EFBIG);
+	index = memfs_folio_slot(mapping, index);
 	for (;;) {
 		folio = filemap_get_folio(mapping, index);
 		if (!IS_ERR(folio)) {
@@ -205,6 +257,10 @@ struct folio *filemap_grab_folio(struct address_space *mapping, pgoff_t index)
 		xa_unlock(&mapping->i_pages);
 		if (!ret) {
 			folio_get(folio); /* the caller's; the first is the cache's */
+			if (hugetlbfs_mapping(mapping))
+				folio_mark_dirty(folio);
+			if (created)
+				*created = true;
 			return folio;
 		}
 		memfs_discard_new_folio(folio);
@@ -303,7 +359,7 @@ static void memfs_zero_partial(struct address_space *mapping, pgoff_t index,
 		return;
 	folio_lock(folio);
 	if (folio->page.mapping == mapping) {
-		kaddr = folio_address(folio);
+		kaddr = folio_index_address(folio, index);
 		if (kaddr)
 			memset(kaddr + from, 0, to - from);
 		if (start < i_size_read(mapping->host))
@@ -311,6 +367,45 @@ static void memfs_zero_partial(struct address_space *mapping, pgoff_t index,
 	}
 	folio_unlock(folio);
 	folio_put(folio);
+}
+
+/* Zero bytes [from, to) of whatever is cached there, page by page. */
+static void memfs_zero_bytes(struct address_space *mapping, loff_t from,
+			     loff_t to)
+{
+	while (from < to) {
+		size_t off = (size_t)(from & ~PAGE_MASK);
+		size_t n = (size_t)min((loff_t)(PAGE_SIZE - off), to - from);
+
+		memfs_zero_partial(mapping, (pgoff_t)(from >> PAGE_SHIFT), off,
+				   off + n);
+		from += (loff_t)n;
+	}
+}
+
+/*
+ * hugetlbfs: only whole 2 MiB folios leave the cache (and every page
+ * table); the bytes of partly covered ones are zeroed in place.
+ */
+static void hugetlbfs_truncate_range(struct address_space *mapping,
+				     loff_t lstart, loff_t end, bool unmap)
+{
+	struct hetmm_fs *fs = mapping->host->i_fs;
+	loff_t hstart = ALIGN(lstart, HUGETLBFS_PAGE_SIZE);
+	loff_t hend = ALIGN_DOWN(end, HUGETLBFS_PAGE_SIZE);
+	pgoff_t first, last;
+
+	if (hstart >= hend) {
+		memfs_zero_bytes(mapping, lstart, end);
+		return;
+	}
+	first = (pgoff_t)(hstart >> PAGE_SHIFT);
+	last = (pgoff_t)(hend >> PAGE_SHIFT) - 1;
+	if (unmap && fs->hooks.unmap_mapping_range)
+		fs->hooks.unmap_mapping_range(mapping, first, last);
+	memfs_remove_range(mapping, first, last);
+	memfs_zero_bytes(mapping, lstart, hstart);
+	memfs_zero_bytes(mapping, hend, end);
 }
 
 static void __truncate_inode_pages_range(struct address_space *mapping,
@@ -328,6 +423,10 @@ static void __truncate_inode_pages_range(struct address_space *mapping,
 
 	if (lstart >= end)
 		return;
+	if (hugetlbfs_mapping(mapping)) {
+		hugetlbfs_truncate_range(mapping, lstart, end, unmap);
+		return;
+	}
 
 	/* Whole pages: out of every page table first, then out of the cache. */
 	if (first < end_index) {
@@ -358,8 +457,9 @@ static void __truncate_inode_pages_range(struct address_space *mapping,
  * through the unmap_mapping_range hook, then removed from the cache (each
  * under its folio lock); a folio still mapped after the hook is reported
  * with hetmm_bad_page(). Partial pages at the edges stay cached and have
- * the covered bytes zeroed. Does not change i_size: truncation sets it
- * first, hole punching leaves it.
+ * the covered bytes zeroed (for hugetlbfs "page" means the 2 MiB folio).
+ * Does not change i_size: truncation sets it first, hole punching leaves
+ * it.
  *
  * Context: may sleep; the caller holds the inode lock for write.
  */
@@ -896,7 +996,8 @@ ssize_t file_pread(struct file *file, void *buf, size_t len, loff_t off)
 
 		folio = filemap_get_folio(mapping, (pgoff_t)(pos >> PAGE_SHIFT));
 		if (!IS_ERR(folio))
-			kaddr = folio_address(folio);
+			kaddr = folio_index_address(
+				folio, (pgoff_t)(pos >> PAGE_SHIFT));
 		if (kaddr)
 			memcpy((char *)buf + done, kaddr + pg_off, n);
 		else
@@ -923,11 +1024,16 @@ ssize_t file_pread(struct file *file, void *buf, size_t len, loff_t off)
  * prefix), as Linux does; if not even the first page could be allocated
  * the file is unchanged.
  *
+ * A hugetlbfs file never grows this way (its size stays a multiple of
+ * 2 MiB; Linux has no write(2) on hugetlbfs at all): the write is clamped
+ * to i_size, and one starting at or beyond i_size fails with -EINVAL.
+ *
  * Return: bytes written (short if the write would cross
- * HETMM_FS_MAXBYTES or memory ran out part way); -EBADF if @file was not
- * opened for writing; -EINVAL for a negative @off or a NULL @file, or a
- * NULL @buf with a non-zero @len; -EFBIG if the write starts at or beyond
- * HETMM_FS_MAXBYTES; -ENOMEM if nothing could be written.
+ * HETMM_FS_MAXBYTES, or i_size of a hugetlbfs file, or memory ran out
+ * part way); -EBADF if @file was not opened for writing; -EINVAL for a
+ * negative @off or a NULL @file, or a NULL @buf with a non-zero @len, or
+ * a hugetlbfs write at or beyond i_size; -EFBIG if the write starts at or
+ * beyond HETMM_FS_MAXBYTES; -ENOMEM if nothing could be written.
  * Context: may sleep; takes the inode lock exclusively.
  */
 ssize_t file_pwrite(struct file *file, const void *buf, size_t len,
@@ -955,6 +1061,14 @@ ssize_t file_pwrite(struct file *file, const void *buf, size_t len,
 		off = inode->i_size;
 	if (!len)
 		goto out_unlock;
+	if (hugetlbfs_mapping(mapping)) {
+		/* Only inside the file: its size stays a 2 MiB multiple. */
+		if (off >= inode->i_size) {
+			err = -EINVAL;
+			goto out_unlock;
+		}
+		len = (size_t)min((loff_t)len, inode->i_size - off);
+	}
 	if (off >= HETMM_FS_MAXBYTES) {
 		err = -EFBIG;
 		goto out_unlock;
@@ -975,7 +1089,8 @@ ssize_t file_pwrite(struct file *file, const void *buf, size_t len,
 			err = (int)PTR_ERR(folio);
 			break;
 		}
-		kaddr = folio_address(folio);
+		kaddr = folio_index_address(folio,
+					    (pgoff_t)(pos >> PAGE_SHIFT));
 		if (kaddr)
 			memcpy(kaddr + pg_off, (const char *)buf + done, n);
 		folio_mark_dirty(folio);
@@ -1000,8 +1115,9 @@ out_unlock:
  * frees them, and zeroes the tail of a partial last page. Growing
  * allocates nothing: the new range is a hole that reads as zeros.
  *
- * Return: 0; -EINVAL for a negative @size or a NULL @file; -EBADF if
- * @file was not opened for writing (Linux says -EINVAL here; POSIX allows
+ * Return: 0; -EINVAL for a negative @size or a NULL @file, or a hugetlbfs
+ * @size that is not a multiple of HUGETLBFS_PAGE_SIZE; -EBADF if @file
+ * was not opened for writing (Linux says -EINVAL here; POSIX allows
  * both); -EFBIG if @size exceeds HETMM_FS_MAXBYTES.
  * Context: may sleep; takes the inode lock exclusively.
  */
@@ -1017,11 +1133,37 @@ int file_truncate(struct file *file, loff_t size)
 		return -EBADF;
 	if (size > HETMM_FS_MAXBYTES)
 		return -EFBIG;
+	if (is_file_hugepages(file) && !IS_ALIGNED(size, HUGETLBFS_PAGE_SIZE))
+		return -EINVAL;
 	inode = file->f_inode;
 	inode_lock(inode);
 	memfs_setsize(inode, size);
 	inode_unlock(inode);
 	return 0;
+}
+
+/**
+ * hugetlbfs_extend_size - grow a hugetlbfs file to cover a mapping.
+ * @inode: a HETMM_FS_HUGETLBFS inode.
+ * @size: where the mapping ends in the file: a multiple of
+ *	HUGETLBFS_PAGE_SIZE, at most HETMM_FS_MAXBYTES.
+ *
+ * As Linux's hugetlbfs does when a file is mapped writable: i_size becomes
+ * @size if it was smaller; nothing is allocated and nothing shrinks.
+ *
+ * Context: may sleep; takes the inode lock exclusively (mmap calls it with
+ * mmap_lock held, which is outside it in the lock order).
+ */
+void hugetlbfs_extend_size(struct inode *inode, loff_t size)
+{
+	if (HETMM_WARN_ON_ONCE(!hugetlbfs_mapping(inode->i_mapping) ||
+			       !IS_ALIGNED(size, HUGETLBFS_PAGE_SIZE) ||
+			       size > HETMM_FS_MAXBYTES))
+		return;
+	inode_lock(inode);
+	if (size > inode->i_size)
+		i_size_write(inode, size);
+	inode_unlock(inode);
 }
 
 /* --------------------------------------------------------------- checker */
@@ -1061,6 +1203,7 @@ static void memfs_check_pages(struct inode *inode, struct hetmm_check_ctx *ctx)
 {
 	struct address_space *mapping = inode->i_mapping;
 	pgoff_t eof = (pgoff_t)DIV_ROUND_UP(inode->i_size, (loff_t)PAGE_SIZE);
+	bool huge = hugetlbfs_mapping(mapping);
 	unsigned long index, nr = 0;
 	struct folio *folio;
 
@@ -1089,10 +1232,26 @@ static void memfs_check_pages(struct inode *inode, struct hetmm_check_ctx *ctx)
 					 "memfs ino %lu index %lu: cached folio has refcount %d",
 					 inode->i_ino, index,
 					 folio_ref_count(folio));
-		if (folio_test_large(folio) || PageTail(&folio->page))
+		if (huge) {
+			if (PageTail(&folio->page) ||
+			    folio_order(folio) != PMD_ORDER ||
+			    !folio_test_hugetlb(folio) ||
+			    !IS_ALIGNED(index, HPAGE_PMD_NR))
+				hetmm_check_fail(ctx,
+						 "memfs ino %lu index %lu: not a 2 MiB hugetlb folio at a 2 MiB slot",
+						 inode->i_ino, index);
+			else if (folio_ref_count(folio) <
+				 1 + folio_mapcount(folio))
+				hetmm_check_fail(ctx,
+						 "memfs ino %lu index %lu: refcount %d < 1 + %d mappings",
+						 inode->i_ino, index,
+						 folio_ref_count(folio),
+						 folio_mapcount(folio));
+		} else if (folio_test_large(folio) || PageTail(&folio->page)) {
 			hetmm_check_fail(ctx,
 					 "memfs ino %lu index %lu: cached folio is not order 0",
 					 inode->i_ino, index);
+		}
 		if (!folio_test_flag(folio, PG_uptodate))
 			hetmm_check_fail(ctx,
 					 "memfs ino %lu index %lu: cached folio not uptodate",
@@ -1142,7 +1301,9 @@ static void memfs_check(struct hetmm_machine *m, void *arg,
 		if (count < 0 || count < (int)inode->i_nlink)
 			hetmm_check_fail(ctx, "memfs ino %lu: i_count %d, i_nlink %u",
 					 inode->i_ino, count, inode->i_nlink);
-		if (inode->i_size < 0 || inode->i_size > HETMM_FS_MAXBYTES)
+		if (inode->i_size < 0 || inode->i_size > HETMM_FS_MAXBYTES ||
+		    (inode->i_kind == HETMM_FS_HUGETLBFS &&
+		     !IS_ALIGNED(inode->i_size, HUGETLBFS_PAGE_SIZE)))
 			hetmm_check_fail(ctx, "memfs ino %lu: i_size %lld",
 					 inode->i_ino, (long long)inode->i_size);
 		if (inode->i_mapping != &inode->i_data ||

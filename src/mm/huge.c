@@ -5,12 +5,17 @@
  *
  * Locking and invariants:
  *   mmap_lock (read: fault, split; write: fork, mprotect, VMA splits)
+ *     [hugetlbfs faults: inode i_rwsem (shared) -> folio lock]
  *     mm->page_table_lock (every change to a PMD entry, and TLB fills from
- *     a PMD leaf) -> cpu->lock
- *   - A PMD leaf maps a whole order-9 anon folio (head pfn, 2 MiB aligned)
- *     entirely inside one VMA: a VMA split inside a leaf splits the leaf
- *     first. It holds one folio reference, one entire mapcount and one
- *     large mapcount.
+ *     a PMD leaf) -> cpu->lock; -> i_pages.xa_lock (folio_mark_dirty)
+ *   truncation of a hugetlbfs file, without mmap_lock: inode i_rwsem
+ *     (write) -> i_mmap_rwsem (read) -> rcu_read_lock ->
+ *     mm->page_table_lock
+ *   - A PMD leaf maps a whole order-9 folio (head pfn, 2 MiB aligned):
+ *     anon, or a hugetlbfs page-cache folio. It lies entirely inside one
+ *     VMA: a VMA split inside a leaf splits the leaf first (hugetlb
+ *     leaves are never split: such splits are refused). It holds one
+ *     folio reference, one entire mapcount and one large mapcount.
  *   - PageAnonExclusive of a PMD-mapped folio is the head page's bit; a
  *     split copies it to every page.
  *   - Each PMD leaf has a PTE-table frame deposited on its PMD table's
@@ -29,13 +34,33 @@
  *   - Read faults on none PMDs map the 4 KiB zero page (no huge zero page);
  *     a write fault in such a range then uses 4 KiB pages.
  *
- * hugetlb (MAP_HUGETLB, private anonymous): VMAs with VM_HUGETLB are 2 MiB
- * aligned and only ever mapped by PMD leaves of PG_hugetlb folios, which
- * are never split and have no deposited table. Every fault (read too)
- * allocates a zeroed 2 MiB folio (there is no hugetlb zero page; a failed
- * allocation is -ENOMEM where Linux would raise SIGBUS). COW copies the
- * whole 2 MiB. Operations on such VMAs must be 2 MiB aligned (mmap.c,
- * mprotect.c, mremap.c check it).
+ * hugetlb (MAP_HUGETLB, and every mapping of a HETMM_FS_HUGETLBFS file):
+ * VMAs with VM_HUGETLB are 2 MiB aligned (file offsets too) and only ever
+ * mapped by PMD leaves of PG_hugetlb folios, which are never split and
+ * have no deposited table. Operations on such VMAs must be 2 MiB aligned
+ * (mmap.c, mprotect.c, mremap.c check it). There is no hugetlb zero page
+ * and no reservation pool: a fault that cannot allocate returns -ENOMEM
+ * where Linux (which reserves at mmap time) would raise SIGBUS.
+ *   - Private anonymous: every fault (read too) allocates a zeroed 2 MiB
+ *     anon folio; COW copies the whole 2 MiB.
+ *   - Shared (a hugetlbfs file, or shared anonymous memory, which is an
+ *     unlinked hugetlbfs file as in Linux): faults follow the page-cache
+ *     protocol of hetmm/fs.h (inode lock shared, i_size check -> SIGBUS,
+ *     find or create the folio, install, unlock) and map the cache's
+ *     2 MiB folio, writable at once when the VMA is (no dirty tracking:
+ *     cache folios are dirty from birth). Such a leaf holds a folio
+ *     reference and an entire/large mapcount like any other; the cache
+ *     holds one more. Nothing is ever copied: fork leaves shared VMAs to
+ *     fault again in the child, and a write fault on a read-only shared
+ *     leaf just makes it writable.
+ *   - Private file mappings: a read fault maps the cache folio read-only;
+ *     a write fault (or a later write) maps a private 2 MiB anon copy. A
+ *     fault on a hole of the file maps a zeroed anon folio without adding
+ *     anything to the cache, as Linux does, so such a mapping no longer
+ *     sees later writes to that part of the file.
+ *   - Truncation reaches the leaves through the file rmap:
+ *     zap_hugetlb_range_locked() zaps whole leaves (shared ones and
+ *     private copies) with the i_mmap lock held and no mmap_lock.
  */
 #include <string.h>
 
@@ -182,9 +207,21 @@ int do_huge_pmd_fault(struct vm_area_struct *vma, pmd_t *pmd,
 		return 0;
 	}
 	folio = page_folio(pfn_to_page(mm->machine, pte_pfn(e)));
-	if (PageAnonExclusive(&folio->page) ||
-	    atomic_load_explicit(&folio->page._refcount,
-				 memory_order_acquire) == 1) {
+	if (vma->vm_flags & VM_SHARED) {
+		/* Shared hugetlb: never COW; the cache folio becomes writable
+		 * (a write after mprotect made the leaf read-only). */
+		if (write) {
+			folio_mark_dirty(folio);
+			set_pte(pmd, pte_mkwrite(pte_mkyoung(pte_mkdirty(e))));
+		}
+		spin_unlock(&mm->page_table_lock);
+		count_stat(HETMM_STAT_fault_wp_reuse);
+		return 0;
+	}
+	if (folio_test_anon(folio) &&
+	    (PageAnonExclusive(&folio->page) ||
+	     atomic_load_explicit(&folio->page._refcount,
+				  memory_order_acquire) == 1)) {
 		/* Ours alone: reuse the whole folio in place. */
 		SetPageAnonExclusive(&folio->page);
 		if (!unshare)
@@ -217,7 +254,12 @@ static int hugetlb_wp(struct vm_area_struct *vma, pmd_t *pmd,
 		folio_put(old);
 		return -ENOMEM;
 	}
-	folio_mc_copy(copy, old);
+	if (folio_mc_copy(copy, old)) {
+		/* A machine check while reading the source: SIGBUS. */
+		folio_put(copy);
+		folio_put(old);
+		return -EFAULT;
+	}
 	anon_folio_prep(copy, vma, haddr);
 	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, haddr,
 				haddr + PMD_SIZE);
@@ -237,11 +279,100 @@ static int hugetlb_wp(struct vm_area_struct *vma, pmd_t *pmd,
 	spin_unlock(&mm->page_table_lock);
 	mmu_notifier_invalidate_range_end(&range);
 	folio_remove_pmd_rmap(old);
+	if (unshare)
+		count_stat(HETMM_STAT_fault_unshare_copy);
+	else if (!folio_test_anon(old)) /* a private map of a file */
+		count_stat(HETMM_STAT_fault_file_cow);
+	else
+		count_stat(HETMM_STAT_fault_wp_copy);
 	folio_put(old); /* the PMD's */
 	folio_put(old); /* ours */
-	count_stat(unshare ? HETMM_STAT_fault_unshare_copy :
-			     HETMM_STAT_fault_wp_copy);
 	return 0;
+}
+
+/*
+ * A fault on a none PMD of a hugetlb mapping of a file (see the file
+ * comment): the page-cache folio, a private copy of it, or for a private
+ * mapping of a hole a zeroed anon folio.
+ */
+static int hugetlb_file_fault(struct vm_area_struct *vma, pmd_t *pmd,
+			      unsigned long addr, unsigned int flags)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	struct inode *inode = file_inode(vma->vm_file);
+	struct address_space *mapping = vma->vm_file->f_mapping;
+	unsigned long haddr = addr & PMD_MASK;
+	pgoff_t idx = ((haddr - vma->vm_start) >> PAGE_SHIFT) + vma->vm_pgoff;
+	bool shared = vma->vm_flags & VM_SHARED;
+	bool write = flags & FAULT_FLAG_WRITE;
+	struct folio *folio, *map, *anon = NULL;
+	bool created = false, writable, installed = false;
+	int ret = 0;
+
+	inode_lock_shared(inode);
+	if ((loff_t)idx >= i_size_read(inode) >> PAGE_SHIFT) {
+		/* Beyond EOF: SIGBUS in Linux; the caller sees -EFAULT. */
+		inode_unlock_shared(inode);
+		count_stat(HETMM_STAT_fault_sigbus);
+		return -EFAULT;
+	}
+	if (shared) {
+		folio = __filemap_grab_folio(mapping, idx, &created);
+	} else {
+		/* The inode lock keeps a found folio in the cache. */
+		folio = filemap_get_folio(mapping, idx);
+		if (!IS_ERR(folio))
+			folio_lock(folio);
+	}
+	if (IS_ERR(folio) && PTR_ERR(folio) != -ENOENT) {
+		inode_unlock_shared(inode);
+		return PTR_ERR(folio) == -ENOMEM ? -ENOMEM : -EFAULT;
+	}
+	if (IS_ERR(folio) || (write && !shared)) {
+		/* Private: a hole gets a zeroed page, a write a copy. */
+		anon = folio_alloc(mm->machine,
+				   (IS_ERR(folio) ? __GFP_ZERO : 0) |
+					   __GFP_MOVABLE,
+				   PMD_ORDER);
+		if (!anon) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		if (!IS_ERR(folio) && folio_mc_copy(anon, folio)) {
+			folio_put(anon);
+			ret = -EFAULT;
+			goto out;
+		}
+		anon_folio_prep(anon, vma, haddr);
+		map = anon;
+		writable = write;
+	} else {
+		folio_get(folio); /* the PMD's reference */
+		map = folio;
+		writable = shared;
+	}
+	spin_lock(&mm->page_table_lock);
+	if (pte_none(ptep_get(pmd))) {
+		folio_add_pmd_rmap(map);
+		set_pte(pmd, mk_huge_pmd(folio_pfn(map), vma, writable));
+		installed = true;
+	}
+	spin_unlock(&mm->page_table_lock);
+	if (!installed)
+		folio_put(map);
+	else if (!anon)
+		count_stat(HETMM_STAT_fault_file);
+	else if (!IS_ERR(folio))
+		count_stat(HETMM_STAT_fault_file_cow);
+	if (created || (installed && anon && IS_ERR(folio)))
+		count_stat(HETMM_STAT_hugetlb_fault_alloc);
+out:
+	if (!IS_ERR(folio)) {
+		folio_unlock(folio);
+		folio_put(folio);
+	}
+	inode_unlock_shared(inode);
+	return ret;
 }
 
 int hugetlb_fault(struct vm_area_struct *vma, unsigned long addr,
@@ -259,6 +390,8 @@ int hugetlb_fault(struct vm_area_struct *vma, unsigned long addr,
 		return -ENOMEM;
 	if (!pte_none(ptep_get(pmd)))
 		return do_huge_pmd_fault(vma, pmd, addr, flags);
+	if (vma->vm_file)
+		return hugetlb_file_fault(vma, pmd, addr, flags);
 	folio = folio_alloc(mm->machine, __GFP_ZERO | __GFP_MOVABLE, PMD_ORDER);
 	if (!folio)
 		return -ENOMEM;
@@ -442,10 +575,39 @@ void zap_huge_pmd(struct mmu_gather *tlb, struct vm_area_struct *vma,
 	if (!folio_test_hugetlb(folio))
 		pt_frame_free(mm, pgtable_withdraw(mm, pmd));
 	spin_unlock(&mm->page_table_lock);
+	if (pte_dirty(e) && !folio_test_anon(folio) && folio->page.mapping)
+		folio_mark_dirty(folio);
 	folio_remove_pmd_rmap(folio);
 	tlb_track(tlb, addr & PMD_MASK, PMD_SIZE);
 	tlb_remove_page(tlb, &folio->page);
 	count_stat(HETMM_STAT_pte_zapped);
+}
+
+void zap_hugetlb_range_locked(struct vm_area_struct *vma, unsigned long start,
+			      unsigned long end)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	struct mmu_notifier_range range;
+	struct mmu_gather tlb;
+
+	start = max(start & PMD_MASK, vma->vm_start);
+	end = min(ALIGN(end, PMD_SIZE), vma->vm_end);
+	if (start >= end)
+		return;
+	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, start, end);
+	mmu_notifier_invalidate_range_start(&range);
+	tlb_gather_mmu(&tlb, mm);
+	rcu_read_lock();
+	for (unsigned long a = start; mm->pgd && a < end; a += PMD_SIZE) {
+		pmd_t *pmd = mm_find_pmd(mm, a);
+
+		/* zap_huge_pmd re-reads the entry under the lock. */
+		if (pmd && pmd_leaf(ptep_get(pmd)))
+			zap_huge_pmd(&tlb, vma, pmd, a);
+	}
+	rcu_read_unlock();
+	tlb_finish_mmu(&tlb);
+	mmu_notifier_invalidate_range_end(&range);
 }
 
 int copy_huge_pmd(struct vm_area_struct *dst_vma, struct vm_area_struct *src_vma,
@@ -472,7 +634,10 @@ int copy_huge_pmd(struct vm_area_struct *dst_vma, struct vm_area_struct *src_vma
 		copy = folio_alloc(dst_mm->machine, __GFP_MOVABLE, PMD_ORDER);
 		if (!copy)
 			return -ENOMEM;
-		folio_mc_copy(copy, folio);
+		if (folio_mc_copy(copy, folio)) {
+			folio_put(copy);
+			return -ENOMEM;
+		}
 		anon_folio_prep(copy, dst_vma, addr & PMD_MASK);
 		folio_add_pmd_rmap(copy);
 		set_pte(dst_pmd, mk_huge_pmd(folio_pfn(copy), dst_vma, true));
@@ -487,7 +652,8 @@ int copy_huge_pmd(struct vm_area_struct *dst_vma, struct vm_area_struct *src_vma
 	}
 	spin_lock(&src_mm->page_table_lock);
 	spin_lock(&dst_mm->page_table_lock);
-	ClearPageAnonExclusive(&folio->page);
+	if (folio_test_anon(folio))
+		ClearPageAnonExclusive(&folio->page);
 	folio_get(folio);
 	folio_add_pmd_rmap(folio);
 	if (is_cow_mapping(src_vma->vm_flags) && pte_write(e)) {

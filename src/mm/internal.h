@@ -132,6 +132,11 @@ int hugetlb_fault(struct vm_area_struct *vma, unsigned long addr,
  * allocating the tables down to the PMD. Return 0 or -ENOMEM. */
 int move_huge_pmd(struct vm_area_struct *vma, unsigned long old_addr,
 		  unsigned long new_addr);
+/* Truncation of a hugetlbfs file: zap the PMD leaves of @vma over
+ * [start, end), widened to whole 2 MiB pages. Context: i_mmap lock held,
+ * no mmap_lock (huge.c). */
+void zap_hugetlb_range_locked(struct vm_area_struct *vma, unsigned long start,
+			      unsigned long end);
 /* The PTE-equivalent value mapping @addr (PMD leaves included), or none. */
 pte_t mm_lookup_pte(struct mm_struct *mm, unsigned long addr);
 

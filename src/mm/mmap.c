@@ -8,7 +8,17 @@
  * is best effort, as in Linux: its failure does not fail the mmap). VMAs
  * never overlap; splitting keeps vm_pgoff consistent so
  * anonymous page indices stay linear.
+ *
+ * hugetlb: MAP_HUGETLB anonymous mappings and every mapping of a
+ * hugetlbfs file get VM_HUGETLB: length rounded up to 2 MiB, address
+ * (placed or MAP_FIXED) and file offset 2 MiB aligned (-EINVAL
+ * otherwise); MAP_HUGETLB with a file of another kind is -EINVAL, as in
+ * Linux. Shared anonymous hugetlb memory is an unlinked hugetlbfs file,
+ * created before mmap_lock is taken so a failure changes nothing. A
+ * writable mapping of a hugetlbfs file grows the file to cover it, as
+ * Linux's hugetlbfs mmap does (mmap_lock -> inode lock).
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <hetmm/err.h>
@@ -107,15 +117,43 @@ int do_munmap(struct mm_struct *mm, unsigned long start, unsigned long end)
 	return 0;
 }
 
+/* Shared anonymous hugetlb memory: an unlinked hugetlbfs file of @len. */
+static struct file *hugetlb_file_setup(struct mm_struct *mm, size_t len)
+{
+	static atomic_ulong seq;
+	struct hetmm_fs *fs = hetmm_machine_fs(mm->machine);
+	struct file *file;
+	char name[48];
+	int ret;
+
+	if (!fs)
+		return ERR_PTR(-ENOMEM);
+	snprintf(name, sizeof(name), ".hugetlb-anon-%lu",
+		 atomic_fetch_add(&seq, 1));
+	file = hetmm_fs_open(fs, name, O_RDWR | O_CREAT | O_EXCL,
+			     HETMM_FS_HUGETLBFS);
+	if (IS_ERR(file))
+		return file;
+	hetmm_fs_unlink(fs, name);
+	ret = file_truncate(file, (loff_t)len);
+	if (ret) {
+		fput(file);
+		return ERR_PTR(ret);
+	}
+	return file;
+}
+
 long hetmm_mmap(struct mm_struct *mm, unsigned long addr, size_t len,
 		int prot, int flags, int fd, off_t off)
 {
 	const int known = MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED |
 			  MAP_FIXED_NOREPLACE | MAP_POPULATE | MAP_NORESERVE |
 			  MAP_HUGETLB;
+	const int fixed = MAP_FIXED | MAP_FIXED_NOREPLACE;
 	struct vm_area_struct *vma = NULL;
 	struct file *file = NULL;
 	unsigned long end, pgoff;
+	bool huge = flags & MAP_HUGETLB;
 	int ret;
 
 	if (!mm || !len || (flags & ~known) ||
@@ -126,14 +164,10 @@ long hetmm_mmap(struct mm_struct *mm, unsigned long addr, size_t len,
 		return -EINVAL;
 	if (off < 0 || !IS_ALIGNED((unsigned long)off, PAGE_SIZE))
 		return -EINVAL;
-	if (flags & MAP_HUGETLB) {
-		if (!(flags & MAP_ANONYMOUS))
-			return -EINVAL; /* no hugetlbfs files */
-		if (flags & MAP_SHARED)
-			return -EOPNOTSUPP; /* shared hugetlb: no hugetlbfs */
+	/* Files: whether the mapping is hugetlb is the file's kind. */
+	if (huge && (flags & MAP_ANONYMOUS)) {
 		len = ALIGN(len, PMD_SIZE);
-		if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
-		    !IS_ALIGNED(addr, PMD_SIZE))
+		if ((flags & fixed) && !IS_ALIGNED(addr, PMD_SIZE))
 			return -EINVAL;
 	}
 	len = ALIGN(len, PAGE_SIZE);
@@ -150,6 +184,20 @@ long hetmm_mmap(struct mm_struct *mm, unsigned long addr, size_t len,
 		file = process_fget(mm, fd);
 		if (!file)
 			return -EBADF;
+		ret = -EINVAL;
+		if (is_file_hugepages(file)) {
+			huge = true;
+			if (!IS_ALIGNED((unsigned long)off, PMD_SIZE) ||
+			    ((flags & fixed) && !IS_ALIGNED(addr, PMD_SIZE)))
+				goto out_fput;
+			len = ALIGN(len, PMD_SIZE);
+			ret = -ENOMEM;
+			if (len > TASK_SIZE ||
+			    ((flags & fixed) && addr > TASK_SIZE - len))
+				goto out_fput;
+		} else if (huge) {
+			goto out_fput; /* MAP_HUGETLB needs a hugetlbfs file */
+		}
 		ret = -EACCES;
 		if (!(file->f_mode & FMODE_READ))
 			goto out_fput;
@@ -163,6 +211,15 @@ long hetmm_mmap(struct mm_struct *mm, unsigned long addr, size_t len,
 	}
 	pgoff = file ? (unsigned long)off >> PAGE_SHIFT : 0;
 
+	if (huge && !file && (flags & MAP_SHARED)) {
+		/* Before any change: shared anon memory is a hugetlbfs file. */
+		file = hugetlb_file_setup(mm, len);
+		if (IS_ERR(file)) {
+			ret = (int)PTR_ERR(file);
+			file = NULL;
+			goto out_fput;
+		}
+	}
 	ret = -ENOMEM;
 	vma = vm_area_alloc(mm);
 	if (!vma)
@@ -181,12 +238,14 @@ long hetmm_mmap(struct mm_struct *mm, unsigned long addr, size_t len,
 				ret = -EEXIST;
 				goto out_unlock;
 			}
-			ret = do_munmap(mm, addr, addr + len);
+			/* Not through the middle of a huge page. */
+			ret = hugetlb_range_ok(mm, addr, addr + len) ?:
+				      do_munmap(mm, addr, addr + len);
 			if (ret)
 				goto out_unlock;
 		}
 	} else {
-		unsigned long extra = (flags & MAP_HUGETLB) ? PMD_SIZE : 0;
+		unsigned long extra = huge ? PMD_SIZE : 0;
 
 		addr = get_unmapped_area(mm, len + extra);
 		if (!addr) {
@@ -207,7 +266,7 @@ long hetmm_mmap(struct mm_struct *mm, unsigned long addr, size_t len,
 	}
 	if (flags & MAP_NORESERVE)
 		vma->vm_flags |= VM_NORESERVE;
-	if (flags & MAP_HUGETLB)
+	if (huge)
 		vma->vm_flags |= VM_HUGETLB;
 	if (file) {
 		vma->vm_file = file;
@@ -225,6 +284,10 @@ long hetmm_mmap(struct mm_struct *mm, unsigned long addr, size_t len,
 	ret = vma_link(mm, vma);
 	if (ret)
 		goto out_unlock;
+	if (huge && vma->vm_file && (vma->vm_flags & VM_WRITE))
+		hugetlbfs_extend_size(
+			file_inode(vma->vm_file),
+			(loff_t)((vma->vm_pgoff << PAGE_SHIFT) + len));
 	if ((flags & MAP_POPULATE) &&
 	    (vma->vm_flags & (VM_READ | VM_WRITE))) {
 		/* As in Linux, a populate failure does not fail the mmap:

@@ -243,7 +243,9 @@ long hetmm_mremap(struct mm_struct *mm, unsigned long old_addr,
 	}
 	/* Shrinking unmaps the tail, whatever it spans. */
 	if (!fixed && !dontunmap && new_len <= old_len) {
-		ret = do_munmap(mm, old_addr + new_len, old_end);
+		/* Not through the middle of a huge page (hugetlb). */
+		ret = hugetlb_range_ok(mm, old_addr + new_len, old_end) ?:
+		      do_munmap(mm, old_addr + new_len, old_end);
 		if (!ret)
 			ret = (long)old_addr;
 		goto out;

@@ -14,6 +14,11 @@
  *   - Walkers hold the anon_vma or i_mmap lock for read, so the VMAs they
  *     find stay linked (and their mm alive, since exit unlinks every VMA
  *     first); page tables are read under rcu_read_lock().
+ *   - A hugetlb folio (anon, or in a hugetlbfs page cache) is found
+ *     through its head's index: every VM_HUGETLB VMA covers whole 2 MiB
+ *     pages of its file or anon index. Such VMAs hold PMD leaves only, so
+ *     the truncate hook zaps them with zap_hugetlb_range_locked(), and
+ *     rmap_count_ptes() (PTEs only) never counts them.
  */
 #include <hetmm/err.h>
 #include <hetmm/stats.h>
@@ -176,10 +181,16 @@ static void mm_unmap_mapping_range(struct address_space *mapping,
 		pgoff_t lo = max(first, vma->vm_pgoff);
 		pgoff_t hi = min(last, (pgoff_t)vma->shared_rb.last);
 
-		/* Truncation removes private COW copies too. */
-		zap_vma_range_locked(vma, vma_address(vma, lo),
-				     vma_address(vma, hi) + PAGE_SIZE,
-				     MMU_NOTIFY_CLEAR);
+		/* Truncation removes private COW copies too. hugetlbfs
+		 * mappings hold PMD leaves only, zapped whole. */
+		if (vma->vm_flags & VM_HUGETLB)
+			zap_hugetlb_range_locked(vma, vma_address(vma, lo),
+						 vma_address(vma, hi) +
+							 PAGE_SIZE);
+		else
+			zap_vma_range_locked(vma, vma_address(vma, lo),
+					     vma_address(vma, hi) + PAGE_SIZE,
+					     MMU_NOTIFY_CLEAR);
 	}
 	i_mmap_unlock_read(mapping);
 }

@@ -36,8 +36,10 @@ void anon_vma_put(struct anon_vma *av);
 
 /**
  * struct rmap_walk_control - what rmap_walk() does at each mapping.
- * @rmap_one: called for each VMA that may map the folio, with the address
- *            the folio's first page would have in it; return false to stop.
+ * @rmap_one: called for each VMA that may map any page of the folio, with
+ *            the address the folio's first page would have in it (for a
+ *            large folio that the VMA covers only partly, outside
+ *            [vm_start, vm_end): callbacks clamp); return false to stop.
  * @arg: passed through.
  */
 struct rmap_walk_control {

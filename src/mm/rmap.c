@@ -62,11 +62,14 @@ static unsigned long vma_address(struct vm_area_struct *vma, pgoff_t pgoff)
 	return vma->vm_start + ((pgoff - vma->vm_pgoff) << PAGE_SHIFT);
 }
 
-static bool vma_covers(struct vm_area_struct *vma, pgoff_t pgoff)
+/* Does @vma map any of the @nr pages from @pgoff? */
+static bool vma_covers(struct vm_area_struct *vma, pgoff_t pgoff,
+		       unsigned long nr)
 {
-	return pgoff >= vma->vm_pgoff &&
-	       pgoff - vma->vm_pgoff < (vma->vm_end - vma->vm_start) >>
-						PAGE_SHIFT;
+	pgoff_t first = vma->vm_pgoff;
+	pgoff_t last = first + ((vma->vm_end - vma->vm_start) >> PAGE_SHIFT);
+
+	return pgoff < last && pgoff + nr > first;
 }
 
 static void rmap_walk_anon(struct folio *folio,
@@ -80,7 +83,7 @@ static void rmap_walk_anon(struct folio *folio,
 		return;
 	down_read(&av->rwsem);
 	list_for_each_entry(vma, &av->vmas, anon_vma_node) {
-		if (!vma_covers(vma, pgoff))
+		if (!vma_covers(vma, pgoff, folio_nr_pages(folio)))
 			continue;
 		if (!rwc->rmap_one(folio, vma, vma_address(vma, pgoff),
 				   rwc->arg))
@@ -94,13 +97,14 @@ static void rmap_walk_file(struct folio *folio,
 {
 	struct address_space *mapping = folio->page.mapping;
 	pgoff_t pgoff = folio->page.index;
+	pgoff_t last = pgoff + folio_nr_pages(folio) - 1;
 	struct interval_tree_node *n;
 
 	if (!mapping)
 		return;
 	i_mmap_lock_read(mapping);
-	for (n = interval_tree_iter_first(&mapping->i_mmap, pgoff, pgoff); n;
-	     n = interval_tree_iter_next(n, pgoff, pgoff)) {
+	for (n = interval_tree_iter_first(&mapping->i_mmap, pgoff, last); n;
+	     n = interval_tree_iter_next(n, pgoff, last)) {
 		struct vm_area_struct *vma =
 			container_of(n, struct vm_area_struct, shared_rb);
 
@@ -142,6 +146,9 @@ static bool count_one(struct folio *folio, struct vm_area_struct *vma,
 	spinlock_t *ptl;
 	pte_t *pte;
 
+	/* A VMA covering only tail pages of a large folio: no head PTE. */
+	if (addr < vma->vm_start || addr >= vma->vm_end)
+		return true;
 	rcu_read_lock();
 	pte = rmap_pte_lock(vma, addr, &ptl);
 	if (pte) {

@@ -10,20 +10,23 @@ import re
 import sys
 
 log, kind = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else ""
-passed = failed = 0
+passed = failed = skips = 0
 with open(log) as f:
     for line in f:
         t = json.loads(line)
         out = t.get("stdout") or ""
-        ok = len(re.findall(r"^ok \d+", out, re.M))
+        ok = len(re.findall(r"^ok \d+(?! # SKIP)", out, re.M))
+        skipped = len(re.findall(r"^ok \d+ # SKIP", out, re.M))
         bad = len(re.findall(r"^not ok \d+", out, re.M))
         plan = re.search(r"^1\.\.(\d+)", out, re.M)
         if t.get("result") not in ("OK", "EXPECTEDFAIL", "SKIP") and bad == 0:
             bad = 1  # crashed, timed out, or failed outside a test case
-        elif plan and ok + bad < int(plan.group(1)):
-            bad += int(plan.group(1)) - ok - bad
+        elif plan and ok + skipped + bad < int(plan.group(1)):
+            bad += int(plan.group(1)) - ok - skipped - bad
         passed += ok
         failed += bad
+        skips += skipped
 label = f"{kind}: " if kind else ""
-print(f"{label}{passed} passed, {failed} failed")
+print(f"{label}{passed} passed, {failed} failed"
+      + (f", {skips} skipped" if skips else ""))
 sys.exit(1 if failed or passed == 0 else 0)

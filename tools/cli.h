@@ -41,6 +41,14 @@ void bench_list(void);
 /* Nonzero if @name is a known benchmark. */
 bool bench_exists(const char *name);
 
+/*
+ * The device part of the default workload (workload_dev.c): two mirror
+ * devices on one process; adds a "devices" report section.
+ * Return: 0, or -errno (-EIO for a data mismatch).
+ */
+struct hetmm_machine;
+int run_devices(struct hetmm_machine *m, bool data, struct report *r);
+
 /* Host resident memory of this process, bytes (from /proc/self/statm). */
 uint64_t host_rss_bytes(void);
 /* Monotonic clock in nanoseconds. */

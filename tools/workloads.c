@@ -882,6 +882,10 @@ static int wl_default(const struct run_opts *o, struct report *r)
 	report_f64(r, "elapsed", (double)(t1 - t0) / 1e6, "ms");
 	report_end(r);
 	int pret = run_processes(m, nthreads, o->seed, cfg.carry_data, r);
+	int dret = run_devices(m, cfg.carry_data, r);
+
+	if (!pret)
+		pret = dret;
 
 	hetmm_stats_read(&after);
 	hetmm_stats_diff(&d, &after, &before);

@@ -655,8 +655,9 @@ static int dmirror_evict_batch(struct hetmm_machine *m, unsigned long pfn,
 /*
  * Evict every page of @chunk in service. One pass (pages locked or being
  * freed by someone else stay), or with @until_empty until the chunk is
- * empty. Return: 0, -ENOMEM (system memory ran out), -EBUSY (pages stayed
- * busy for DMIRROR_EVICT_TIMEOUT_MS).
+ * empty (allocation failures are then retried too). Return: 0, -ENOMEM
+ * (system memory ran out), -EBUSY (pages stayed busy for
+ * DMIRROR_EVICT_TIMEOUT_MS).
  */
 static int dmirror_evict_chunk(struct dmirror_chunk *chunk, bool until_empty)
 {
@@ -677,7 +678,10 @@ static int dmirror_evict_chunk(struct dmirror_chunk *chunk, bool until_empty)
 						  DMIRROR_EVICT_BATCH, src,
 						  dst);
 		}
-		if (ret || !until_empty)
+		/* Until empty, a failed allocation is retried like a busy
+		 * page (injected failures are transient; a hot-unplug must
+		 * not give up on the first one). */
+		if (!until_empty || (ret && ret != -ENOMEM))
 			return ret;
 		spin_lock(&mdevice->lock);
 		left = chunk->in_service;
@@ -685,7 +689,8 @@ static int dmirror_evict_chunk(struct dmirror_chunk *chunk, bool until_empty)
 		if (!left)
 			return 0;
 		if (dmirror_now_ms() > deadline)
-			return -EBUSY;
+			return ret ? ret : -EBUSY;
+		ret = 0;
 		sched_yield();
 	}
 }

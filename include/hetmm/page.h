@@ -202,7 +202,7 @@ static inline bool PageTestClearFlag(struct page *p, enum pageflags f)
 
 static inline bool PageTail(const struct page *p)
 {
-	return p->head_offset != 0;
+	return __atomic_load_n(&p->head_offset, __ATOMIC_RELAXED) != 0;
 }
 
 static inline bool PageHead(const struct page *p)
@@ -214,7 +214,10 @@ static inline bool PageHead(const struct page *p)
 
 static inline struct folio *page_folio(const struct page *p)
 {
-	return (struct folio *)(p - p->head_offset);
+	/* Relaxed: GUP-fast reads it speculatively while the page may be
+	 * reallocated; it re-validates afterwards. */
+	return (struct folio *)(p - __atomic_load_n(&p->head_offset,
+						    __ATOMIC_RELAXED));
 }
 
 static inline struct page *folio_page(struct folio *folio, unsigned long n)

@@ -651,7 +651,8 @@ void zone_device_page_init(struct page *page, struct dev_pagemap *pgmap,
 		/* Forget what an earlier (larger) folio left behind. */
 		atomic_store_explicit(&p->flags, 0, memory_order_relaxed);
 		p->order = 0;
-		p->head_offset = order ? (uint32_t)i : 0;
+		__atomic_store_n(&p->head_offset, order ? (uint32_t)i : 0,
+				 __ATOMIC_RELAXED);
 		p->mapping = NULL;
 		p->index = 0;
 		p->pgmap = pgmap;

@@ -1309,7 +1309,8 @@ int migrate_device_coherent_folio(struct folio *folio)
 	migrate_device_unmap(m, &src, 1, NULL, true);
 	if (!(src & MIGRATE_PFN_MIGRATE))
 		return -EBUSY;
-	dfolio = folio_alloc(m, __GFP_MOVABLE, 0);
+	/* Long-term pins come here: not back into movable memory. */
+	dfolio = folio_alloc(m, 0, 0);
 	if (dfolio) {
 		folio_lock(dfolio);
 		dst = migrate_pfn(folio_pfn(dfolio));

@@ -52,6 +52,7 @@ static int copy_present_pte(struct fork_ctx *f, pte_t *src, pte_t *dst)
 	page = pfn_to_page(mm->machine, pte_pfn(e));
 	folio = page_folio(page);
 	if (folio_test_anon(folio) && PageAnonExclusive(page) &&
+	    (atomic_load(&mm->flags) & BIT(MMF_HAS_PINNED)) &&
 	    folio_maybe_dma_pinned(folio)) {
 		struct folio *copy = folio_alloc(mm->machine, __GFP_MOVABLE, 0);
 

@@ -626,7 +626,9 @@ int copy_huge_pmd(struct vm_area_struct *dst_vma, struct vm_area_struct *src_vma
 	if (!dst_pmd)
 		return -ENOMEM;
 	/* A maybe-pinned exclusive folio may not be shared. */
-	if (PageAnonExclusive(&folio->page) && folio_maybe_dma_pinned(folio)) {
+	if (PageAnonExclusive(&folio->page) &&
+	    (atomic_load(&src_mm->flags) & BIT(MMF_HAS_PINNED)) &&
+	    folio_maybe_dma_pinned(folio)) {
 		struct folio *copy;
 
 		if (!folio_test_hugetlb(folio))

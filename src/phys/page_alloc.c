@@ -250,7 +250,7 @@ static void prep_new_folio(struct page *page, unsigned int order,
 			   unsigned long fmt)
 {
 	atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
-	page->head_offset = 0;
+	__atomic_store_n(&page->head_offset, 0, __ATOMIC_RELAXED);
 	page->mapping = NULL;
 	page->index = 0;
 	INIT_LIST_HEAD(&page->lru);
@@ -266,7 +266,8 @@ static void prep_new_folio(struct page *page, unsigned int order,
 				      memory_order_relaxed);
 		if (fmt != order)
 			for (unsigned long i = 1; i < (1UL << order); i++)
-				page[i].head_offset = (uint32_t)i;
+				__atomic_store_n(&page[i].head_offset,
+						 (uint32_t)i, __ATOMIC_RELAXED);
 	} else {
 		page->order = 0;
 	}

@@ -212,6 +212,14 @@ static inline bool PageHead(const struct page *p)
 
 /* ------------------------------------------------------- page <-> folio */
 
+/*
+ * gcc -O3 sees callers that may pass NULL (and never dereference the
+ * result) and warns about the atomic load: a false positive.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+#endif
 static inline struct folio *page_folio(const struct page *p)
 {
 	/* Relaxed: GUP-fast reads it speculatively while the page may be
@@ -219,6 +227,9 @@ static inline struct folio *page_folio(const struct page *p)
 	return (struct folio *)(p - __atomic_load_n(&p->head_offset,
 						    __ATOMIC_RELAXED));
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 static inline struct page *folio_page(struct folio *folio, unsigned long n)
 {

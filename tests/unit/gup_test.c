@@ -824,6 +824,7 @@ static void test_unpin_bogus(void **state)
 	touch(e->mm, t, 1, 1);
 	p = mapped_page(e->mm, a);
 	tp = mapped_page(e->mm, t);
+	(void)tp; /* used by the debug-build checks only */
 	f = page_folio(p);
 	base = folio_ref_count(f);
 #if HETMM_DEBUG >= 1

@@ -352,12 +352,22 @@ void folio_zero(struct folio *folio);
 /* Copy one page's bytes; cannot fail. */
 void copy_highpage(struct page *to, struct page *from);
 /*
+ * hetmm_copy_stream - copy @len bytes with non-temporal stores, the way a
+ * copy engine writes around the CPU caches: the destination is not pulled
+ * into the cache first and the copy does not evict the working set. @dst
+ * and @src must be 64-byte aligned and @len a multiple of 64; on a host
+ * without SSE2 it is memcpy.
+ */
+void hetmm_copy_stream(void *dst, const void *src, size_t len);
+/*
  * folio_mc_copy - copy every page of @src to @dst (same order), the way a
- * machine-check-safe copy can fail.
+ * machine-check-safe copy can fail. Folios of HETMM_COPY_STREAM_NR pages
+ * or more are copied with hetmm_copy_stream().
  * Return: 0, -EINVAL if the orders differ, -EIO if a failure was injected at
  * the copy_page site (nothing copied).
  */
 int folio_mc_copy(struct folio *dst, struct folio *src);
+#define HETMM_COPY_STREAM_NR 16 /* 64 KiB */
 
 /* ------------------------------------------------------------ bad pages */
 

@@ -17,6 +17,9 @@
  */
 #include <pthread.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include <hetmm/err.h>
 #include <hetmm/phys.h>
@@ -141,8 +144,32 @@ void copy_highpage(struct page *to, struct page *from)
 	count_stat(HETMM_STAT_page_copy);
 }
 
+void hetmm_copy_stream(void *dst, const void *src, size_t len)
+{
+#ifdef __SSE2__
+	__m128i *d = dst;
+	const __m128i *s = src;
+
+	for (size_t i = 0; i < len / sizeof(*d); i += 4) {
+		__m128i a = _mm_load_si128(s + i), b = _mm_load_si128(s + i + 1);
+		__m128i c = _mm_load_si128(s + i + 2), e = _mm_load_si128(s + i + 3);
+
+		_mm_stream_si128(d + i, a);
+		_mm_stream_si128(d + i + 1, b);
+		_mm_stream_si128(d + i + 2, c);
+		_mm_stream_si128(d + i + 3, e);
+	}
+	/* Streaming stores are weakly ordered: fence before anyone looks. */
+	_mm_sfence();
+#else
+	memcpy(dst, src, len);
+#endif
+}
+
 int folio_mc_copy(struct folio *dst, struct folio *src)
 {
+	void *d, *s;
+
 	struct hetmm_machine *m;
 	unsigned long nr;
 
@@ -152,12 +179,17 @@ int folio_mc_copy(struct folio *dst, struct folio *src)
 	if (should_fail(&m->faults, HETMM_FAULT_copy_page))
 		return -EIO;
 	nr = folio_nr_pages(src);
-	if (likely(m->arena && folio_machine(dst) == m))
-		memcpy(m->arena + (size_t)(&dst->page - m->vmemmap) * PAGE_SIZE,
-		       m->arena + (size_t)(&src->page - m->vmemmap) * PAGE_SIZE,
-		       nr * PAGE_SIZE);
-	else if (folio_address(dst) && folio_address(src))
-		memcpy(folio_address(dst), folio_address(src), nr * PAGE_SIZE);
+	if (likely(m->arena && folio_machine(dst) == m)) {
+		d = m->arena + (size_t)(&dst->page - m->vmemmap) * PAGE_SIZE;
+		s = m->arena + (size_t)(&src->page - m->vmemmap) * PAGE_SIZE;
+	} else {
+		d = folio_address(dst);
+		s = folio_address(src);
+	}
+	if (d && s && nr >= HETMM_COPY_STREAM_NR)
+		hetmm_copy_stream(d, s, nr * PAGE_SIZE);
+	else if (d && s)
+		memcpy(d, s, nr * PAGE_SIZE);
 	count_stat_n(HETMM_STAT_page_copy, nr);
 	return 0;
 }

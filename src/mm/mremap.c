@@ -11,6 +11,15 @@
  *   - Subscribers hear MMU_NOTIFY_UNMAP for the old range before entries
  *     leave it; the old range is flushed from every TLB before the call
  *     returns.
+ *   - While entries move, both VMAs are linked and an entry may be in
+ *     either, so an rmap walker (migration, longterm pinning, truncate,
+ *     which need no mmap_lock) could look at the new VMA before its entry
+ *     arrives and at the old one after it left, and miss the page. The
+ *     move therefore holds the VMA's rmap locks for write (i_mmap_rwsem,
+ *     then the anon_vma rwsem) from the first entry moved until the old
+ *     range is flushed from every TLB. THPs are split before the locks
+ *     are taken: a split notifies subscribers, whose callbacks must not
+ *     run under rmap locks.
  *   - When both ranges share a PTE table the entries move under its one
  *     lock; otherwise the old table's lock nests outside the new one's
  *     (mremap is the only path holding two PTE locks of one mm, and it
@@ -57,9 +66,9 @@ static int move_pte(pte_t *pte, unsigned long addr, unsigned long next,
 	return 0;
 }
 
-/* THPs in the old range are split and move as PTEs. */
-static int move_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
-		    struct mm_walk *walk)
+/* THPs in the old range are split first, and move as PTEs. */
+static int split_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
+		     struct mm_walk *walk)
 {
 	pmd_t e = ptep_get(pmd);
 
@@ -69,11 +78,32 @@ static int move_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
 	return 0;
 }
 
+static const struct mm_walk_ops split_ops = {
+	.pmd_entry = split_pmd,
+	.walk_lock = PGWALK_WRLOCK,
+};
+
 static const struct mm_walk_ops move_ops = {
-	.pmd_entry = move_pmd,
 	.pte_entry = move_pte,
 	.walk_lock = PGWALK_WRLOCK,
 };
+
+/* Keep rmap walkers away from @vma's pages while their entries move. */
+static void take_rmap_locks(struct vm_area_struct *vma)
+{
+	if (vma->vm_file)
+		i_mmap_lock_write(vma->vm_file->f_mapping);
+	if (vma->anon_vma)
+		down_write(&vma->anon_vma->rwsem);
+}
+
+static void drop_rmap_locks(struct vm_area_struct *vma)
+{
+	if (vma->anon_vma)
+		up_write(&vma->anon_vma->rwsem);
+	if (vma->vm_file)
+		i_mmap_unlock_write(vma->vm_file->f_mapping);
+}
 
 /* Allocate every PTE table of [start, end). */
 static int prealloc_tables(struct mm_struct *mm, unsigned long start,
@@ -125,9 +155,11 @@ static int move_hugetlb(struct vm_area_struct *vma, unsigned long old_addr,
 	mmu_notifier_range_init(&range, MMU_NOTIFY_UNMAP, 0, mm, old_addr,
 				old_addr + len);
 	mmu_notifier_invalidate_range_start(&range);
+	take_rmap_locks(vma);
 	for (unsigned long o = 0; o < len; o += PMD_SIZE)
 		HETMM_BUG_ON(move_huge_pmd(vma, old_addr + o, new_addr + o));
 	flush_tlb_range(mm, old_addr, old_addr + len);
+	drop_rmap_locks(vma);
 	mmu_notifier_invalidate_range_end(&range);
 	return 0;
 }
@@ -172,11 +204,14 @@ static long move_vma(struct vm_area_struct *vma, unsigned long new_addr,
 	mmu_notifier_range_init(&range, MMU_NOTIFY_UNMAP, 0, mm, old_addr,
 				old_addr + moved);
 	mmu_notifier_invalidate_range_start(&range);
+	walk_page_range_novma(mm, old_addr, old_addr + moved, &split_ops, NULL);
 	tlb_gather_mmu(&tlb, mm);
 	mc = (struct move_ctx){ .old_addr = old_addr, .new_addr = new_addr,
 				.tlb = &tlb };
+	take_rmap_locks(vma);
 	walk_page_range_novma(mm, old_addr, old_addr + moved, &move_ops, &mc);
 	tlb_finish_mmu(&tlb);
+	drop_rmap_locks(vma);
 	mmu_notifier_invalidate_range_end(&range);
 moved:
 	if (ret) {

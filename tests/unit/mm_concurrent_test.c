@@ -27,6 +27,11 @@
  *                          a file that one CPU keeps truncating and
  *                          extending (page-aligned, so no byte is written
  *                          while a CPU may read it).
+ *   mremap_vs_rmap         one CPU moves an anon and a shared file mapping
+ *                          back and forth with mremap while another thread
+ *                          walks the rmap of their pages: every walk finds
+ *                          each page mapped exactly once, never in both
+ *                          VMAs or in neither.
  *
  * The simulated programs never let two CPUs touch the same bytes at once
  * (that would be a race on the host memory behind the simulated pages),
@@ -39,6 +44,8 @@
 #include <stdatomic.h>
 
 #include <hetmm/check.h>
+#include <hetmm/mm.h>
+#include <hetmm/rmap.h>
 #include <hetmm/uapi.h>
 
 #include "harness.h"
@@ -1195,6 +1202,144 @@ static void test_truncate_vs_faults(void **state)
 	hetmm_exit(tf.mm[0]);
 }
 
+/* ------------------------------------------------------ mremap vs rmap */
+
+#define MR_PAGES 8
+
+struct mr {
+	struct mm_struct *mm;
+	unsigned long at[2][2]; /* [region][slot]: the two homes of a region */
+	struct folio *folios[2][MR_PAGES];
+	unsigned int rounds;
+	atomic_bool done;
+};
+
+/* The folio mapped at @addr with a reference, or NULL. */
+static struct folio *mr_folio_get(struct mm_struct *mm, unsigned long addr)
+{
+	struct folio *folio = NULL;
+	spinlock_t *ptl;
+	pmd_t *pmd;
+	pte_t *pte;
+
+	mmap_read_lock(mm);
+	pmd = mm_find_pmd(mm, addr);
+	pte = pmd ? pte_offset_map_lock(mm, pmd, addr, &ptl) : NULL;
+	if (pte) {
+		pte_t e = ptep_get(pte);
+
+		if (pte_present(e) && !pte_special(e)) {
+			folio = page_folio(pfn_to_page(mm->machine,
+						       pte_pfn(e)));
+			folio_get(folio);
+		}
+		spin_unlock(ptl);
+	}
+	mmap_read_unlock(mm);
+	return folio;
+}
+
+static void *mr_mover_thread(void *arg)
+{
+	struct mr *mr = arg;
+
+	for (unsigned int r = 0; r < mr->rounds && !stopped(); r++) {
+		for (unsigned int i = 0; i < 2; i++) {
+			unsigned long from = mr->at[i][r & 1];
+			unsigned long to = mr->at[i][!(r & 1)];
+			long ret = hetmm_mremap(mr->mm, from,
+						MR_PAGES * PAGE_SIZE,
+						MR_PAGES * PAGE_SIZE,
+						MREMAP_MAYMOVE | MREMAP_FIXED,
+						to);
+
+			TCHECK(ret == (long)to, "mremap %#lx -> %#lx: %ld",
+			       from, to, ret);
+		}
+	}
+	atomic_store(&mr->done, true);
+	return NULL;
+}
+
+static void *mr_walker_thread(void *arg)
+{
+	struct mr *mr = arg;
+
+	while (!atomic_load(&mr->done) && !stopped()) {
+		for (unsigned int i = 0; i < 2; i++) {
+			for (unsigned int p = 0; p < MR_PAGES; p++) {
+				int n = rmap_count_ptes(mr->folios[i][p]);
+
+				TCHECK(n == 1,
+				       "region %u page %u: rmap found %d "
+				       "mappings",
+				       i, p, n);
+			}
+		}
+	}
+	return NULL;
+}
+
+static void test_mremap_vs_rmap(void **state)
+{
+	struct hetmm_machine *m = *state;
+	size_t len = MR_PAGES * PAGE_SIZE;
+	struct mr mr = { 0 };
+	unsigned char b;
+	pthread_t t[2];
+	int fd;
+
+	threads_reset();
+	mr.mm = hetmm_process_create(m);
+	assert_false(IS_ERR(mr.mm));
+	mr.rounds = test_scale(2000, 20000);
+	fd = make_file(mr.mm, "mr-file", MR_PAGES);
+	for (unsigned int i = 0; i < 2; i++) {
+		/* Two homes per region: a 2 * len reservation, split. */
+		long a = hetmm_mmap(mr.mm, 0, 2 * len, RW,
+				    i ? MAP_SHARED : PRIV_ANON, i ? fd : -1, 0);
+
+		assert_true(a > 0);
+		mr.at[i][0] = (unsigned long)a;
+		mr.at[i][1] = (unsigned long)a + len;
+		ASSERT_OK(hetmm_munmap(mr.mm, mr.at[i][1], len));
+		for (unsigned int p = 0; p < MR_PAGES; p++) {
+			unsigned long va = mr.at[i][0] + p * PAGE_SIZE;
+
+			b = (unsigned char)(i * 16 + p);
+			ASSERT_OK(hetmm_cpu_write(mr.mm, 0, va, &b, 1));
+			mr.folios[i][p] = mr_folio_get(mr.mm, va);
+			assert_non_null(mr.folios[i][p]);
+			assert_int_equal(rmap_count_ptes(mr.folios[i][p]), 1);
+		}
+	}
+	start(&t[0], mr_mover_thread, &mr);
+	start(&t[1], mr_walker_thread, &mr);
+	join(t[0]);
+	join(t[1]);
+	threads_assert_ok(m);
+	/* The pages and their bytes ended up at the last home. */
+	for (unsigned int i = 0; i < 2; i++) {
+		unsigned long home = mr.at[i][mr.rounds & 1];
+
+		for (unsigned int p = 0; p < MR_PAGES; p++) {
+			struct folio *f = mr_folio_get(mr.mm,
+						       home + p * PAGE_SIZE);
+
+			assert_ptr_equal(f, mr.folios[i][p]);
+			folio_put(f);
+			ASSERT_OK(hetmm_cpu_read(mr.mm, 0, home + p * PAGE_SIZE,
+						 &b, 1));
+			assert_int_equal(b, i * 16 + p);
+			folio_put(mr.folios[i][p]);
+		}
+	}
+	ASSERT_OK(hetmm_close(mr.mm, fd));
+	ASSERT_OK(hetmm_unlink(mr.mm, "mr-file"));
+	hetmm_exit(mr.mm);
+	threads_assert_ok(m);
+}
+
 static int conc_setup(void **state)
 {
 	struct hetmm_machine *m = test_machine_new(64, true);
@@ -1215,6 +1360,7 @@ int main(void)
 		T(test_fork_vs_writers),
 		T(test_multi_process),
 		T(test_truncate_vs_faults),
+		T(test_mremap_vs_rmap),
 	};
 
 	test_seed();

@@ -33,6 +33,9 @@
  *   Order: mod->lock -> mmap_lock -> mirrors_lock -> dmirror->mutex;
  *          devmem_lock -> mdevice->lock. Device page locks (migration) are
  *          held across mirrors_lock and dmirror->mutex, never the reverse.
+ *          dmirror_mmap() takes no driver lock: its handler runs under
+ *          the mapping process's mmap_lock (write), held by the mm layer,
+ *          and only allocates system pages and inserts them.
  *          The checker runs under m->check_lock, which mod->lock holders
  *          may take (a lower layer registering its checker lazily), so it
  *          takes no mod->lock: it lists the mirrors under mirrors_lock with
@@ -50,6 +53,9 @@
  *   - after dmirror_remove() no chunk is mapped and no page is in service.
  * Device page-table entries hold no page references: the notifier erases
  * them before the CPU drops a page (spec 2.8, 6.1).
+ * Pages of a device-file mapping (dmirror_mmap) are system pages held only
+ * by the PTEs mapping them (refcount == mapcount at rest); the driver
+ * keeps no list of them, so they are not in any counter above.
  */
 #include <errno.h>
 #include <sched.h>
@@ -1065,6 +1071,47 @@ void dmirror_release(struct dmirror *d)
 	mutex_unlock(&mod->lock);
 }
 
+/* ------------------------------------------------------------- mmap */
+
+/*
+ * The device file's mmap handler (test_hmm's dmirror_fops_mmap): every
+ * page of the VMA gets a zeroed system page of its own. The PTE holds the
+ * only reference once we drop ours, so the pages go back to the allocator
+ * when the mapping goes (munmap, exit, the last COW sharer). They are
+ * plain kernel pages: not anon, not in any file, never on the device, and
+ * the driver keeps no record of them. Context: mmap_lock held for write.
+ */
+static int dmirror_fops_mmap(struct vm_area_struct *vma, void *priv)
+{
+	struct hetmm_machine *m = priv;
+
+	for (unsigned long addr = vma->vm_start; addr < vma->vm_end;
+	     addr += PAGE_SIZE) {
+		struct folio *folio = folio_alloc(m, __GFP_ZERO, 0);
+		int ret;
+
+		if (!folio)
+			return -ENOMEM;
+		ret = vm_insert_page(vma, addr, &folio->page);
+		/* Mapped: the PTE has its own reference. Not: freed. */
+		folio_put(folio);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+long dmirror_mmap(struct dmirror *d, struct mm_struct *mm, unsigned long addr,
+		  size_t len, int prot, int flags)
+{
+	if (IS_ERR_OR_NULL(d) || READ_ONCE(d->released))
+		return -EINVAL;
+	if (!mm)
+		return -EINVAL;
+	return hetmm_mmap_driver(mm, addr, len, prot, flags, dmirror_fops_mmap,
+				 dmirror_machine(d));
+}
+
 /* ------------------------------------------------------ device faults */
 
 /* Store what hmm_range_fault() returned. Context: d->mutex held. */
@@ -1608,6 +1655,13 @@ static int dmirror_migrate_to_system(struct dmirror *d,
 		if (ret)
 			break;
 		if (dmirror_devmem_fault_alloc_and_copy(&args, d->mdevice, d)) {
+			/*
+			 * Commit the pages already copied (an entry without
+			 * a destination is restored): finalize alone would
+			 * map copies that were never committed.
+			 */
+			migrate_vma_pages(&args);
+			cmd->cpages += dmirror_successful_migrated_pages(&args);
 			migrate_vma_finalize(&args);
 			ret = -ENOMEM;
 			break;
@@ -1692,6 +1746,8 @@ static int dmirror_devmem_fault(struct vm_fault *vmf)
 	mutex_unlock(&mdevice->mirrors_lock);
 	ret = dmirror_devmem_fault_alloc_and_copy(&args, mdevice, flags_from);
 	if (ret) {
+		/* Commit what was copied, restore the rest (see above). */
+		migrate_vma_pages(&args);
 		migrate_vma_finalize(&args);
 		goto out;
 	}

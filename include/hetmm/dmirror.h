@@ -11,6 +11,8 @@
  *   dmirror_open/release     open()/close() of /dev/hmm_dmirrorN by a
  *                            process: a struct dmirror bound to its mm
  *   dmirror_ioctl            the HMM_DMIRROR_* commands on an open mirror
+ *   dmirror_mmap             mmap() of the device file: a VM_MIXEDMAP VMA
+ *                            of zeroed driver pages (vm_insert_page)
  *   struct hmm_dmirror_cmd   the ioctl argument (lib/test_hmm_uapi.h)
  *   dmirror_device_counters  the allocator's counters (tests, reports)
  *   dmirror_debug_*          test hooks that bypass the protocol
@@ -66,8 +68,9 @@
  *     is left (test_hmm maps a chunk per large request);
  *   - allocations honour the machine's "device_alloc" fault-injection
  *     site as well as HMM_DMIRROR_FLAG_FAIL_ALLOC;
- *   - the mmap() of the device file (a VM_MIXEDMAP VMA filled with zeroed
- *     driver pages) is not provided: the mm layer has no vm_insert_page().
+ *   - mmap() of the device file takes the process to map into as an
+ *     argument (the kernel maps into current->mm, which need not be the
+ *     mirror's mm), and fails with -EINVAL on a released mirror.
  *
  * Per-machine state hangs off m->subsys[HETMM_SUBSYS_DRIVERS] (freed with
  * the machine); the "dmirror" checker is registered on first probe.
@@ -197,6 +200,24 @@ struct dmirror *dmirror_open(struct hetmm_machine *m, unsigned int minor,
  */
 int dmirror_ioctl(struct dmirror *d, unsigned int cmd,
 		  struct hmm_dmirror_cmd *arg);
+
+/*
+ * dmirror_mmap - mmap() of the device file @d was opened as (test_hmm's
+ * dmirror_fops_mmap), by the process @mm: a new VMA of @len bytes with
+ * @prot and @flags as hetmm_mmap_driver() takes them (MAP_SHARED or
+ * MAP_PRIVATE, MAP_FIXED, MAP_FIXED_NOREPLACE; @addr is used only with a
+ * fixed flag). Every page is a fresh zeroed system page mapped with
+ * vm_insert_page(), so the VMA is VM_MIXEDMAP and a private writable
+ * mapping is read-only until a CPU write copies the page (a device
+ * SNAPSHOT reports READ). The PTEs hold the pages' only references: the
+ * pages are freed when the mapping goes (munmap, exit), not at close.
+ * @mm may be any live process, not only the mirror's.
+ * Return: the address; -EINVAL (NULL or released @d, NULL @mm, bad length,
+ * prot, flags or alignment), -ENOMEM (no room, no memory; nothing stays
+ * mapped), -EEXIST (MAP_FIXED_NOREPLACE over a mapping).
+ */
+long dmirror_mmap(struct dmirror *d, struct mm_struct *mm, unsigned long addr,
+		  size_t len, int prot, int flags);
 
 /*
  * dmirror_release - close: remove the notifier, drop the device page

@@ -34,6 +34,11 @@
  * ftruncate and a writable mmap (hugetlbfs_extend_size()) grow a file.
  *
  * Page cache rules (what the mm layer may rely on):
+ *   - a cached folio may be replaced by a copy (page migration, e.g. off
+ *     ZONE_MOVABLE for a long-term pin) with folio_migrate_mapping(),
+ *     under both folio locks once it is unmapped; a lookup that races
+ *     either holds a reference (the migration gives up) or finds the
+ *     copy, and a locker of the old folio sees page.mapping change;
  *   - a cached folio is order 0 (order PMD_ORDER, PG_hugetlb, for
  *     hugetlbfs), has page.mapping == its address_space, page.index ==
  *     its slot, PG_uptodate, and the cache holds exactly one reference:
@@ -344,6 +349,27 @@ struct folio *filemap_grab_folio(struct address_space *mapping,
 struct folio *__filemap_grab_folio(struct address_space *mapping, pgoff_t index,
 				   bool *created);
 bool folio_mark_dirty(struct folio *folio);
+/*
+ * folio_migrate_mapping - hand @folio's page-cache slot to @newfolio (the
+ * kernel's folio_migrate_mapping(), called by migrate_folio()). @folio is
+ * locked, unmapped (try_to_migrate()) and cached in @mapping; the caller
+ * holds one reference to it (the migration's), and @extra_count more are
+ * expected. @newfolio is locked, of the same order, in no cache, with the
+ * caller's reference, and already holds the data. Under xa_lock: if
+ * @folio has any reference beyond the cache's, the caller's and
+ * @extra_count (a racing lookup, a GUP pin or reference, a pread), nothing
+ * changes; else @newfolio takes the slot (its marks stay), page.mapping,
+ * page.index, the cache's reference, PG_dirty, PG_swapbacked and
+ * PG_hugetlb, and is marked PG_uptodate (the cache rules below hold from
+ * the moment it is visible); @folio leaves the cache (page.mapping NULL,
+ * the cache's reference dropped).
+ * Return: 0, or -EAGAIN (unexpected references, or @folio is no longer
+ * cached: try again later).
+ * Context: both folio locks held; takes xa_lock.
+ */
+int folio_migrate_mapping(struct address_space *mapping,
+			  struct folio *newfolio, struct folio *folio,
+			  int extra_count);
 void truncate_inode_pages_range(struct address_space *mapping, loff_t lstart,
 				loff_t lend);
 void hugetlbfs_extend_size(struct inode *inode, loff_t size);

@@ -147,4 +147,36 @@ struct page *make_device_exclusive(struct mm_struct *mm, unsigned long addr,
 void try_to_migrate(struct folio *folio);
 void remove_migration_ptes(struct folio *src, struct folio *dst);
 
+struct address_space;
+
+/*
+ * migrate_folio - the kernel's migrate_folio() for memfs page cache: copy
+ * @src's data into @dst, hand over the cache slot (folio_migrate_mapping()
+ * in fs.h, which refuses while @src has references beyond the cache's and
+ * the caller's one) and the folio flags. Both locked; @src unmapped.
+ * Return: 0; -EAGAIN (unexpected references: nothing changed, try again);
+ * -EIO (the copy failed); -EINVAL (not a cached file folio, or orders
+ * differ).
+ */
+int migrate_folio(struct address_space *mapping, struct folio *dst,
+		  struct folio *src);
+/*
+ * migrate_pagecache_folio - move the page-cache folio @src to the fresh
+ * folio @dst (same order, no mapping, the caller's reference), as
+ * migrate_pages() does for file memory: try_to_migrate() replaces every
+ * mapping of @src in every process by migration entries, migrate_folio()
+ * moves data, slot and flags, and remove_migration_ptes() maps @dst where
+ * @src was (or @src again on failure). The caller holds both folio locks
+ * and exactly one reference to @src (its isolation reference); on
+ * success @src is out of the cache and is freed by the caller's put, and
+ * @dst holds the cache's and the mappings' references besides the
+ * caller's.
+ * Return: 0 (also if @src was truncated meanwhile: nothing to move);
+ * -EAGAIN (@src is still mapped or referenced elsewhere, e.g. pinned or
+ * being read: nothing changed, retry); -EIO (copy failed); -EINVAL.
+ * Context: mmap_lock may be held (for read); no i_rwsem, no other folio
+ * lock of the file.
+ */
+int migrate_pagecache_folio(struct folio *dst, struct folio *src);
+
 #endif /* HETMM_MIGRATE_H */

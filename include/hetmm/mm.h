@@ -11,6 +11,8 @@
  *   pte_offset_map_lock          a PTE with its split lock held
  *   walk_page_range + mm_walk_ops  the one walker every layer uses
  *   free_pgd_range               freeing empty tables (RCU-deferred)
+ *   vm_insert_page(s),           drivers mapping their own pages into a
+ *   hetmm_mmap_driver            VM_MIXEDMAP VMA (a device file's mmap)
  *
  * Locking:
  *   mmap_lock (read: faults, walks; write: VMA changes, table freeing)
@@ -180,6 +182,53 @@ int walk_page_range(struct mm_struct *mm, unsigned long start,
 int walk_page_range_novma(struct mm_struct *mm, unsigned long start,
 			  unsigned long end, const struct mm_walk_ops *ops,
 			  void *private);
+
+/* ------------------------------------------------ driver-mapped pages */
+
+/*
+ * vm_insert_page - map @page, a driver's own page, at @addr of @vma (the
+ * kernel's rules, mm/memory.c). The first insertion into a VMA sets
+ * VM_MIXEDMAP, which needs mmap_lock held for write (a driver's mmap
+ * handler); afterwards read is enough. The PTE is a normal, not special,
+ * mapping: it takes a reference and a mapcount of @page, which zap drops;
+ * the caller keeps (and usually drops) its own reference. Protection is
+ * what the VMA gives a fresh mapping: read-only in a private VMA
+ * (copy-on-write), writable in a shared writable one. The zero page is
+ * accepted (mapped special) only where it cannot become writable.
+ * Return: 0; -EFAULT (@addr outside @vma), -EINVAL (free, anonymous,
+ * page-table, driver-internal, hugetlb or device-private page; the zero
+ * page in a shared writable VMA; a VM_PFNMAP VMA), -EBUSY (something is
+ * mapped there already), -ENOMEM (no frame for a page table).
+ * Context: mmap_lock held (write unless VM_MIXEDMAP is already set).
+ */
+int vm_insert_page(struct vm_area_struct *vma, unsigned long addr,
+		   struct page *page);
+/*
+ * vm_insert_pages - vm_insert_page() of @pages[0 .. *@num) at consecutive
+ * addresses from @addr, one PTE-lock round per page table. On return
+ * *@num is the number of pages not mapped (0: all were); on an error the
+ * pages before the failing one stay mapped. Return: as vm_insert_page();
+ * -EFAULT if the whole range does not fit in @vma (nothing mapped).
+ */
+int vm_insert_pages(struct vm_area_struct *vma, unsigned long addr,
+		    struct page **pages, unsigned long *num);
+/*
+ * hetmm_mmap_driver - mmap(2) of a device file: a new VMA of @len bytes
+ * in @mm (placed top-down, or at @addr with MAP_FIXED/MAP_FIXED_NOREPLACE;
+ * MAP_SHARED or MAP_PRIVATE, MAP_POPULATE and MAP_NORESERVE accepted) with
+ * no file behind it, handed to @mmap (the driver's f_op->mmap) with
+ * mmap_lock held for write; the handler fills it, typically with
+ * vm_insert_page(). If the handler fails, what it inserted is zapped and
+ * the VMA removed (a MAP_FIXED range it replaced stays unmapped, as in
+ * Linux).
+ * Return: the address; -EINVAL (bad length, alignment, prot or flags),
+ * -ENOMEM, -EEXIST (MAP_FIXED_NOREPLACE over a mapping), or the
+ * handler's error.
+ */
+long hetmm_mmap_driver(struct mm_struct *mm, unsigned long addr, size_t len,
+		       int prot, int flags,
+		       int (*mmap)(struct vm_area_struct *vma, void *priv),
+		       void *priv);
 
 /* ------------------------------------------------------ device entries */
 

@@ -9,7 +9,9 @@
  *     inode.i_rwsem                  write: pwrite, truncate, O_TRUNC
  *       |                            read: pread, the mm fault path
  *       folio lock                   insertion into / removal from the
- *         |                          cache, partial-page zeroing, writeback
+ *         |                          cache, partial-page zeroing, writeback,
+ *         |                          migration (both folios; the migrator
+ *         |                          holds no i_rwsem, only mmap_lock)
  *         i_mmap_rwsem               (taken by the mm layer's hooks)
  *           page-table lock          (mm layer)
  *             i_pages.xa_lock        slots, marks, nrpages, page.mapping
@@ -299,6 +301,61 @@ bool folio_mark_dirty(struct folio *folio)
 			      PAGECACHE_TAG_DIRTY);
 	xa_unlock(&mapping->i_pages);
 	return !was_dirty;
+}
+
+int folio_migrate_mapping(struct address_space *mapping,
+			  struct folio *newfolio, struct folio *folio,
+			  int extra_count)
+{
+	/* The cache's reference and the caller's. */
+	int expected = 2 + extra_count;
+	pgoff_t index = folio->page.index;
+
+	HETMM_DEBUG_BUG_ON(!folio_test_locked(folio));
+	HETMM_DEBUG_BUG_ON(!folio_test_locked(newfolio));
+	if (HETMM_WARN_ON_ONCE(!mapping || folio_test_anon(folio) ||
+			       folio_order(folio) != folio_order(newfolio) ||
+			       newfolio->page.mapping))
+		return -EINVAL;
+
+	xa_lock(&mapping->i_pages);
+	/*
+	 * References are taken under xa_lock by lookups (and not at all
+	 * through an unmapped folio), so a count that matches now stays
+	 * matched until the slot points at the copy.
+	 */
+	if (folio->page.mapping != mapping ||
+	    xa_load(&mapping->i_pages, index) != folio ||
+	    folio_mapped(folio) || folio_ref_count(folio) != expected) {
+		xa_unlock(&mapping->i_pages);
+		return -EAGAIN;
+	}
+	newfolio->page.mapping = mapping;
+	newfolio->page.index = index;
+	folio_get(newfolio); /* the cache's */
+	/* What every cached folio carries from the moment it is visible
+	 * (the caller copied the data already). */
+	folio_set_flag(newfolio, PG_uptodate);
+	if (folio_test_flag(folio, PG_swapbacked))
+		folio_set_flag(newfolio, PG_swapbacked);
+	if (folio_test_hugetlb(folio))
+		folio_set_flag(newfolio, PG_hugetlb);
+	/* An existing slot is overwritten in place: no allocation, and the
+	 * dirty mark stays with the slot, so PG_dirty moves along. */
+	if (__xa_store(&mapping->i_pages, index, newfolio)) {
+		newfolio->page.mapping = NULL;
+		xa_unlock(&mapping->i_pages);
+		folio_put(newfolio);
+		return -EAGAIN;
+	}
+	if (folio_test_flag(folio, PG_dirty)) {
+		folio_clear_flag(folio, PG_dirty);
+		folio_set_flag(newfolio, PG_dirty);
+	}
+	folio->page.mapping = NULL;
+	xa_unlock(&mapping->i_pages);
+	folio_put(folio); /* the cache's: the caller's remains */
+	return 0;
 }
 
 /*

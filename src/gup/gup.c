@@ -15,7 +15,8 @@
  *   The fault path (handle_mm_fault) and splits run with no page-table
  *   lock held. The long-term migration runs under mmap_lock (read) too:
  *     folio lock (source, then the fresh destination) -> the rmap locks
- *     of try_to_migrate()/remove_migration_ptes().
+ *     of try_to_migrate()/remove_migration_ptes(); for page cache, then
+ *     i_pages.xa_lock (folio_migrate_mapping). No inode lock is taken.
  *   GUP-fast takes no lock: it reads entries under rcu_read_lock() (page
  *   tables are freed through call_rcu(), so a table it reached stays a
  *   table frame until it leaves the read-side section).
@@ -43,8 +44,12 @@
  *   - Any negative return means no reference taken by the call is held.
  *   - FOLL_LONGTERM returns only longterm-pinnable pages: unpinnable ones
  *     are unpinned, migrated (device-coherent ones by
- *     migrate_device_coherent_folio, ZONE_MOVABLE anonymous ones here),
- *     and the whole range pinned again.
+ *     migrate_device_coherent_folio, ZONE_MOVABLE anonymous ones here,
+ *     ZONE_MOVABLE page cache by migrate_pagecache_folio), and the whole
+ *     range pinned again. A folio that cannot be moved (still referenced
+ *     after the retries) fails the call with -ENOMEM, as migrate_pages()
+ *     failing does in the kernel; memfd_pin_folios() does the same over
+ *     folios.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -1036,18 +1041,14 @@ static int faultin_page(struct vm_area_struct *vma, unsigned long addr,
 		return (flags & FOLL_HWPOISON) ? -EHWPOISON : -EFAULT;
 	if ((flags & FOLL_NOWAIT) && ctx->migrating)
 		return -EBUSY;
-	if (flags & FOLL_WRITE) {
-		/*
-		 * A FORCE write to a private mapping without VM_WRITE:
-		 * handle_mm_fault refuses FAULT_FLAG_WRITE there, but an
-		 * unshare gives the same exclusive, read-only mapped page,
-		 * which can_follow_write_common() then accepts.
-		 */
-		if (vma->vm_flags & VM_WRITE)
-			fault_flags |= FAULT_FLAG_WRITE;
-		else
-			fault_flags |= FAULT_FLAG_UNSHARE;
-	}
+	/*
+	 * A FORCE write to a COW mapping without VM_WRITE is a write fault
+	 * too: it breaks COW into an exclusive page that stays read-only
+	 * (PROTNONE in a PROT_NONE VMA), which can_follow_write_common()
+	 * then accepts.
+	 */
+	if (flags & FOLL_WRITE)
+		fault_flags |= FAULT_FLAG_WRITE;
 	if (flags & FOLL_REMOTE)
 		fault_flags |= FAULT_FLAG_REMOTE;
 	if (unshare) {
@@ -1238,10 +1239,56 @@ static int gup_migrate_anon_folio(struct folio *src)
 	return -ENOMEM;
 }
 
+/*
+ * Migrate a page-cache folio (small, or a hugetlbfs folio) out of
+ * ZONE_MOVABLE, as migrate_pages() with MR_LONGTERM_PIN would through the
+ * mapping's migrate_folio: unmap it everywhere, copy it, hand the cache
+ * slot over, map the copy. The caller holds one reference (isolation) and
+ * no pin. A folio someone else holds (a short-term pin, a racing read) is
+ * -EAGAIN for migrate_pagecache_folio(): retried, then given up.
+ * Return: 0 (moved, or truncated meanwhile), or -ENOMEM.
+ */
+static int gup_migrate_file_folio(struct folio *src)
+{
+	struct hetmm_machine *m = folio_machine(src);
+	unsigned int order = folio_order(src);
+
+	for (int attempt = 0; attempt < GUP_MIGRATE_RETRIES; attempt++) {
+		struct folio *dst = folio_alloc(m, GFP_KERNEL, order);
+		int ret;
+
+		if (!dst)
+			return -ENOMEM;
+		folio_lock(src);
+		HETMM_BUG_ON(!folio_trylock(dst));
+		ret = migrate_pagecache_folio(dst, src);
+		folio_unlock(dst);
+		folio_unlock(src);
+		/* The allocation's: the cache and the mappings hold theirs
+		 * (on failure this frees the unused copy). */
+		folio_put(dst);
+		if (!ret)
+			return 0;
+		if (ret != -EAGAIN)
+			return -ENOMEM;
+	}
+	return -ENOMEM;
+}
+
 /* Can we move this unpinnable folio ourselves (with migrate_pages)? */
 static bool gup_folio_migratable(struct folio *folio)
 {
-	return folio_test_anon(folio) && !folio_is_zone_device(folio);
+	if (folio_is_zone_device(folio))
+		return false;
+	/* Anonymous memory, or page cache (a folio still in its file). */
+	return folio_test_anon(folio) || READ_ONCE(folio->page.mapping);
+}
+
+static int gup_migrate_folio(struct folio *folio)
+{
+	if (folio_test_anon(folio))
+		return gup_migrate_anon_folio(folio);
+	return gup_migrate_file_folio(folio);
 }
 
 static int folio_ptr_cmp(const void *a, const void *b)
@@ -1294,8 +1341,8 @@ static long check_and_migrate_movable_pages(unsigned long nr,
 		if (folio_is_device_coherent(folio))
 			continue;
 		if (!gup_folio_migratable(folio)) {
-			/* The kernel would migrate page cache too; memfs
-			 * cannot replace a cached folio. */
+			/* Neither anon nor cached (a truncated file folio
+			 * still pinned by someone): nothing can move it. */
 			stuck = true;
 			continue;
 		}
@@ -1338,12 +1385,11 @@ static long check_and_migrate_movable_pages(unsigned long nr,
 	}
 	/* The same folio may sit at several places of pages[]. */
 	if (listed)
-		if (listed)
-			qsort(list, listed, sizeof(*list), folio_ptr_cmp);
+		qsort(list, listed, sizeof(*list), folio_ptr_cmp);
 	for (unsigned long i = 0; i < listed; i++) {
 		if (i && list[i] == list[i - 1])
 			continue;
-		if (gup_migrate_anon_folio(list[i])) {
+		if (gup_migrate_folio(list[i])) {
 			ret = -ENOMEM;
 			goto err;
 		}
@@ -1521,18 +1567,43 @@ struct page *get_dump_page(struct mm_struct *mm, unsigned long addr,
 
 /* ---------------------------------------------------------- memfd pins */
 
-/* The longterm check over folios: migrate what may not stay, or give up. */
+/*
+ * The longterm check over folios (each listed once): 0 if all may stay
+ * pinned; else every pin is dropped, the unpinnable folios are migrated,
+ * and -EAGAIN asks for the range to be pinned again (-ENOMEM: they could
+ * not be moved).
+ */
 static long check_and_migrate_movable_folios(unsigned long nr,
 					     struct folio **folios)
 {
+	struct folio **list = NULL;
+	unsigned long listed = 0;
+	long ret = -EAGAIN;
+
 	for (unsigned long i = 0; i < nr; i++) {
-		if (folio_is_longterm_pinnable(folios[i]))
+		struct folio *folio = folios[i];
+
+		if (folio_is_longterm_pinnable(folio))
 			continue;
-		/* Page-cache folios only here, which memfs cannot move. */
-		unpin_folios(folios, nr);
-		return -ENOMEM;
+		if (!list)
+			list = calloc(nr, sizeof(*list));
+		/* Page cache only here; a truncated one cannot move. */
+		if (!list || !gup_folio_migratable(folio)) {
+			ret = -ENOMEM;
+			break;
+		}
+		folio_get(folio); /* isolation */
+		list[listed++] = folio;
 	}
-	return 0;
+	if (!list && ret == -EAGAIN)
+		return 0;
+	unpin_folios(folios, nr);
+	for (unsigned long i = 0; i < listed; i++)
+		if (ret == -EAGAIN && gup_migrate_folio(list[i]))
+			ret = -ENOMEM;
+	if (list)
+		gup_putback(list, listed);
+	return ret;
 }
 
 long memfd_pin_folios(struct file *memfd, loff_t start, loff_t end,
@@ -1540,7 +1611,7 @@ long memfd_pin_folios(struct file *memfd, loff_t start, loff_t end,
 		      pgoff_t *offset)
 {
 	struct address_space *mapping;
-	unsigned long step, nr = 0;
+	unsigned long step, nr;
 	struct inode *inode;
 	pgoff_t idx, last;
 	long ret;
@@ -1552,35 +1623,41 @@ long memfd_pin_folios(struct file *memfd, loff_t start, loff_t end,
 	if (!shmem_mapping(mapping) && !hugetlbfs_mapping(mapping))
 		return -EINVAL;
 	inode = file_inode(memfd);
-	inode_lock_shared(inode);
-	if (end >= i_size_read(inode)) {
-		inode_unlock_shared(inode);
-		return -EINVAL;
-	}
 	step = hugetlbfs_mapping(mapping) ? HPAGE_PMD_NR : 1;
-	idx = ALIGN_DOWN((pgoff_t)start >> PAGE_SHIFT, step);
-	last = (pgoff_t)end >> PAGE_SHIFT;
-	for (; idx <= last && nr < max_folios; idx += step) {
-		struct folio *folio = filemap_grab_folio(mapping, idx);
+	/* Pin, then move what may not stay pinned and pin again. */
+	do {
+		nr = 0;
+		inode_lock_shared(inode);
+		if (end >= i_size_read(inode)) {
+			inode_unlock_shared(inode);
+			return -EINVAL;
+		}
+		idx = ALIGN_DOWN((pgoff_t)start >> PAGE_SHIFT, step);
+		last = (pgoff_t)end >> PAGE_SHIFT;
+		for (; idx <= last && nr < max_folios; idx += step) {
+			struct folio *folio = filemap_grab_folio(mapping, idx);
 
-		if (IS_ERR(folio)) {
-			ret = PTR_ERR(folio) == -ENOMEM ? -ENOMEM : -EINVAL;
-			goto err;
+			if (IS_ERR(folio)) {
+				ret = PTR_ERR(folio) == -ENOMEM ? -ENOMEM :
+								  -EINVAL;
+				goto err;
+			}
+			ret = try_grab_folio(folio, 1, FOLL_PIN);
+			folio_unlock(folio);
+			folio_put(folio);
+			if (ret) {
+				ret = -EINVAL;
+				goto err;
+			}
+			if (!nr)
+				*offset = (pgoff_t)start & (folio_size(folio) - 1);
+			folios[nr++] = folio;
 		}
-		ret = try_grab_folio(folio, 1, FOLL_PIN);
-		folio_unlock(folio);
-		folio_put(folio);
-		if (ret) {
-			ret = -EINVAL;
-			goto err;
-		}
-		if (!nr)
-			*offset = (pgoff_t)start & (folio_size(folio) - 1);
-		folios[nr++] = folio;
-	}
-	inode_unlock_shared(inode);
-	ret = check_and_migrate_movable_folios(nr, folios);
-	__gup_flush_accounting();
+		inode_unlock_shared(inode);
+		/* Migration takes folio locks: never under the inode lock. */
+		ret = check_and_migrate_movable_folios(nr, folios);
+		__gup_flush_accounting();
+	} while (ret == -EAGAIN);
 	return ret ? ret : (long)nr;
 err:
 	inode_unlock_shared(inode);

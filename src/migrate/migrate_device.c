@@ -28,7 +28,7 @@
  *     every mm, is a migration entry (so it has mapcount 0).
  *   - A page whose mapping is put back (restore) loses its entry (0).
  *   - migrate_*_pages commits an entry only if the folio holds exactly the
- *     references the migration accounts for (folio_migrate_mapping);
+ *     references the migration accounts for (migrate_folio_state);
  *     otherwise MIGRATE is cleared and finalize restores the source.
  *   - finalize leaves no migration entry for the arrays' folios, every
  *     folio unlocked (except the caller's fault page), and exactly one of
@@ -759,8 +759,7 @@ int migrate_vma_setup(struct migrate_vma *args)
  * page): a GUP reference or pin taken since setup makes this fail.
  * Return: 0 or -EAGAIN.
  */
-static int folio_migrate_mapping(struct folio *dst, struct folio *src,
-				 int extra)
+static int migrate_folio_state(struct folio *dst, struct folio *src, int extra)
 {
 	const unsigned int copy = (1U << PG_uptodate) | (1U << PG_referenced) |
 				  (1U << PG_active) | (1U << PG_anon) |
@@ -1078,8 +1077,8 @@ static void __migrate_device_pages(struct hetmm_machine *m, unsigned long *src,
 			continue;
 		}
 		fp = migrate ? migrate->fault_page : NULL;
-		if (folio_migrate_mapping(newfolio, folio,
-					  fp && page_folio(fp) == folio)) {
+		if (migrate_folio_state(newfolio, folio,
+					fp && page_folio(fp) == folio)) {
 			src[i] &= ~MIGRATE_PFN_MIGRATE;
 			count_stat(HETMM_STAT_migrate_fail);
 			continue;
@@ -1136,6 +1135,17 @@ static void __migrate_device_finalize(struct hetmm_machine *m,
 		folio = page_folio(page);
 		if (src[i] & MIGRATE_PFN_COMPOUND)
 			nr = min(folio_nr_pages(folio), npages - i);
+		/*
+		 * migrate_*_pages() hands every committed destination the
+		 * source's mapping; a destination without it was never
+		 * committed (a driver that finalizes without calling
+		 * migrate_*_pages() after filling dst). Mapping it would
+		 * lose the data and the anon identity: restore the source.
+		 */
+		if ((src[i] & MIGRATE_PFN_MIGRATE) && newpage &&
+		    HETMM_WARN_ON_ONCE(page_folio(newpage)->page.mapping !=
+				       folio->page.mapping))
+			src[i] &= ~MIGRATE_PFN_MIGRATE;
 		if (!(src[i] & MIGRATE_PFN_MIGRATE) || !newpage) {
 			release_dst(m, dst[i]);
 			newfolio = folio;

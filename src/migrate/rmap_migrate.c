@@ -3,7 +3,10 @@
  * rmap_migrate.c - the rmap side of migration: try_to_migrate() turns every
  * remaining mapping of a folio, in every address space, into a migration
  * entry; remove_migration_ptes() turns the migration entries of a folio
- * back into mappings, of the same folio or of its replacement.
+ * back into mappings, of the same folio or of its replacement. Also the
+ * move of a page-cache folio (migrate_folio(), migrate_pagecache_folio()):
+ * unmap, copy, hand over the cache slot (memfs's folio_migrate_mapping()),
+ * remap.
  *
  * Locking:
  *   folio lock (held by the caller throughout; it is what makes a
@@ -12,6 +15,10 @@
  *       mmu notifier start/end (may sleep: never under a spinlock)
  *         mm->page_table_lock (PMD entries) / PTE-table lock
  *           hetmm_cpu.lock (TLB flushes)
+ *   page-cache migration: src folio lock -> dst folio lock (a fresh folio:
+ *   trylock) -> the rmap locks above; then i_pages.xa_lock alone, inside
+ *   folio_migrate_mapping(). No i_rwsem: truncate (which holds it) waits
+ *   for the folio lock after zapping, and finds either folio consistent.
  *   The VMAs rmap_walk() hands us stay linked while the rmap lock is held,
  *   and an mm frees its page tables only after unlinking its VMAs, so the
  *   tables we reach through them stay valid; we still read them under
@@ -33,12 +40,18 @@
  *     READ otherwise; young/dirty/soft-dirty are carried. A restored
  *     mapping is writable iff the entry is WRITE (and the VMA still allows
  *     writing), anon-exclusive unless the entry is plain READ.
+ *   - A page-cache folio changes hands only once unmapped everywhere and
+ *     with no reference beyond the cache's and the migrator's
+ *     (folio_migrate_mapping() checks under xa_lock): the data is copied
+ *     before the slot switches, so lookups see the old folio or a complete
+ *     copy; dirty (slot mark and PG_dirty) moves with the slot.
  *   - PMD leaves of large folios become PMD-level migration entries and
  *     come back as PMD leaves (device-private PMD entries for a
  *     device-private destination); the deposited PTE table stays with the
  *     PMD slot throughout.
  */
 #include <hetmm/err.h>
+#include <hetmm/fs.h>
 #include <hetmm/memremap.h>
 #include <hetmm/migrate.h>
 #include <hetmm/stats.h>
@@ -408,4 +421,48 @@ void remove_migration_ptes(struct folio *src, struct folio *dst)
 	if (!dst->page.mapping)
 		return;
 	rmap_walk(dst, &rwc);
+}
+
+/* ------------------------------------------------ page-cache migration */
+
+int migrate_folio(struct address_space *mapping, struct folio *dst,
+		  struct folio *src)
+{
+	/* What folio_migrate_flags() carries besides dirty and swapbacked
+	 * (moved with the cache slot). */
+	const unsigned int keep = (1U << PG_uptodate) | (1U << PG_referenced) |
+				  (1U << PG_active) | (1U << PG_hugetlb);
+	int ret;
+
+	HETMM_WARN_ON_ONCE(!folio_test_locked(src));
+	HETMM_WARN_ON_ONCE(!folio_test_locked(dst));
+	/* The data first: the cache must never expose a partial copy. */
+	ret = folio_mc_copy(dst, src);
+	if (ret)
+		return ret;
+	ret = folio_migrate_mapping(mapping, dst, src, 0);
+	if (ret)
+		return ret;
+	atomic_fetch_or(&dst->page.flags, atomic_load(&src->page.flags) & keep);
+	return 0;
+}
+
+int migrate_pagecache_folio(struct folio *dst, struct folio *src)
+{
+	struct address_space *mapping = src->page.mapping;
+	int ret;
+
+	HETMM_WARN_ON_ONCE(!folio_test_locked(src));
+	if (HETMM_WARN_ON_ONCE(folio_test_anon(src) ||
+			       folio_order(dst) != folio_order(src)))
+		return -EINVAL;
+	if (!mapping)
+		return 0; /* truncated meanwhile: nothing left to move */
+	if (folio_mapped(src))
+		try_to_migrate(src);
+	/* A mapping left (a racing fault's) keeps its reference: retry. */
+	ret = folio_mapped(src) ? -EAGAIN : migrate_folio(mapping, dst, src);
+	/* The entries become mappings of the copy, or of @src again. */
+	remove_migration_ptes(src, ret ? src : dst);
+	return ret;
 }

@@ -6,6 +6,9 @@
  *   - every PTE lies inside a VMA, grants no more than the VMA allows
  *     (no write without VM_WRITE, PROTNONE iff the VMA allows no access),
  *     and a writable PTE of a private mapping maps an AnonExclusive page;
+ *   - a present PTE maps a page with no rmap (neither anonymous nor in a
+ *     file: a driver's page from vm_insert_page()) only in a VM_MIXEDMAP
+ *     VMA, and never a page-table or driver-internal (PG_slab_like) frame;
  *   - each page's mapcount equals the number of entries mapping it
  *     (present PTEs, device-private and device-exclusive entries; not
  *     migration entries, whose pages are unmapped while they migrate);
@@ -194,6 +197,17 @@ static int check_pte(pte_t *pte, unsigned long addr, unsigned long next,
 		if (folio_is_device_private(page_folio(page)))
 			hetmm_check_fail(wc->ctx,
 					 "mm %u: present PTE at %#lx maps device-private pfn %#lx",
+					 wc->asid, addr, pte_pfn(e));
+		else if (!folio_test_anon(page_folio(page)) &&
+			 !page_folio(page)->page.mapping &&
+			 !(vma->vm_flags & VM_MIXEDMAP))
+			hetmm_check_fail(wc->ctx,
+					 "mm %u: PTE at %#lx maps pfn %#lx, which has no rmap, outside a VM_MIXEDMAP VMA",
+					 wc->asid, addr, pte_pfn(e));
+		if (PageTestFlag(page, PG_pgtable) ||
+		    PageTestFlag(page, PG_slab_like))
+			hetmm_check_fail(wc->ctx,
+					 "mm %u: PTE at %#lx maps page-table or driver-internal pfn %#lx",
 					 wc->asid, addr, pte_pfn(e));
 		pfn_vec_add(wc->pfns, pte_pfn(e));
 	} else if (is_device_private_kind(k) || k == SOFTLEAF_DEVICE_EXCLUSIVE) {

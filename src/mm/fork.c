@@ -265,8 +265,13 @@ struct mm_struct *hetmm_fork(struct mm_struct *parent)
 		}
 		new->vm_mm = child;
 		HETMM_BUG_ON(vma_link(child, new));
-		/* Shared mappings fault in from the page cache. */
-		if (!vma->anon_vma)
+		/*
+		 * Shared mappings fault in from the page cache; a driver's
+		 * mapping (VM_PFNMAP/VM_MIXEDMAP) has no fault handler, so
+		 * its entries are always copied.
+		 */
+		if (!vma->anon_vma &&
+		    !(vma->vm_flags & (VM_PFNMAP | VM_MIXEDMAP)))
 			continue;
 		ret = copy_page_range(new, vma);
 		if (ret)

@@ -94,7 +94,9 @@ bool vma_thp_allowed(struct vm_area_struct *vma, unsigned long addr)
 	unsigned long haddr = addr & PMD_MASK;
 	int mode = __atomic_load_n(&mmm->thp_mode, __ATOMIC_RELAXED);
 
-	if (vma->vm_file || !vma->anon_vma || (vma->vm_flags & VM_NOHUGEPAGE))
+	/* Never in a driver's mapping (VM_PFNMAP/VM_MIXEDMAP/VM_IO). */
+	if (vma->vm_file || !vma->anon_vma ||
+	    (vma->vm_flags & (VM_NOHUGEPAGE | VM_SPECIAL)))
 		return false;
 	if (mode == THP_NEVER ||
 	    (mode == THP_MADVISE && !(vma->vm_flags & VM_HUGEPAGE)))

@@ -18,6 +18,13 @@
  *     PTE of a shared file mapping maps a folio marked dirty.
  *   - A fault re-checks the PTE under its lock before installing anything,
  *     so racing faults on one address install exactly one page.
+ *   - handle_mm_fault() checks only what the kernel's sanitize_fault_flags()
+ *     does; VMA access is its callers' business (the CPU path refuses
+ *     inaccessible VMAs before faulting; GUP lets FOLL_FORCE in). Entries
+ *     made in a VMA without VM_READ/VM_WRITE/VM_EXEC are PROTNONE and
+ *     read-only (the MMU and GUP-fast refuse them), and never writable
+ *     without VM_WRITE (a FOLL_FORCE write leaves an exclusive read-only
+ *     page).
  *   - A PTE that is removed or replaced is flushed from the TLBs before the
  *     page it mapped loses the PTE's reference (mmu_gather, or
  *     ptep_clear_flush for a single replacement).
@@ -82,6 +89,24 @@ static struct folio *new_anon_folio(struct vm_area_struct *vma,
 	return folio;
 }
 
+/* vma_is_accessible(): may the CPU touch this VMA at all? */
+static bool vma_is_accessible(const struct vm_area_struct *vma)
+{
+	return vma->vm_flags & (VM_READ | VM_WRITE | VM_EXEC);
+}
+
+/*
+ * The VMA's page protection on a fresh entry: in an inaccessible VMA
+ * (PROT_NONE, reached only by FOLL_FORCE) the entry is PROTNONE and
+ * read-only, so no CPU access and no GUP-fast can use it.
+ */
+static pte_t vma_entry_prot(struct vm_area_struct *vma, pte_t e)
+{
+	if (!vma_is_accessible(vma))
+		return pte_set_flags(pte_wrprotect(e), _PAGE_PROTNONE);
+	return e;
+}
+
 /* The PTE bits a fresh mapping of a page gets in @vma. */
 static pte_t mk_pte_vma(unsigned long pfn, struct vm_area_struct *vma,
 			bool writable, bool dirty)
@@ -92,7 +117,7 @@ static pte_t mk_pte_vma(unsigned long pfn, struct vm_area_struct *vma,
 		e = pte_mkdirty(e);
 	if (writable && (vma->vm_flags & VM_WRITE))
 		e = pte_mkwrite(e);
-	return e;
+	return vma_entry_prot(vma, e);
 }
 
 /* Install @entry at a none PTE; false if somebody else got there first. */
@@ -124,6 +149,7 @@ static int do_anonymous_page(struct vm_area_struct *vma, pmd_t *pmd,
 
 	if (!(flags & FAULT_FLAG_WRITE)) {
 		entry = pte_mkspecial(pfn_pte(zero_pfn(mm), _PAGE_YOUNG));
+		entry = vma_entry_prot(vma, entry);
 	} else {
 		folio = new_anon_folio(vma, addr, true);
 		if (!folio)
@@ -304,6 +330,7 @@ static int do_wp_page(struct vm_area_struct *vma, pmd_t *pmd, pte_t *pte,
 		if (vma->vm_flags & VM_WRITE)
 			entry = pte_mkwrite(entry);
 	}
+	entry = vma_entry_prot(vma, entry);
 	/* No CPU may read the old page through a stale entry after this. */
 	ptep_clear_flush(mm, addr, pte);
 	page_add_pte_rmap(&copy->page);
@@ -390,7 +417,7 @@ pte_t restore_exclusive_entry(struct vm_area_struct *vma, struct page *page,
 		if (folio_test_flag(page_folio(page), PG_dirty))
 			e = pte_mkdirty(e);
 	}
-	return e;
+	return vma_entry_prot(vma, e);
 }
 
 /* A CPU touched a device-exclusive entry: give the page back. */
@@ -532,46 +559,95 @@ static int do_huge_pmd_nonpresent(struct vm_area_struct *vma, pmd_t *pmd,
 	return -EFAULT;
 }
 
+/*
+ * The kernel's sanitize_fault_flags(): an unshare outside a COW mapping is
+ * a read fault; a write needs VM_MAYWRITE, and without VM_WRITE (FOLL_FORCE)
+ * a COW mapping, where the write breaks COW into a page the process still
+ * cannot write. Return: 0 or -EFAULT (SIGSEGV).
+ */
+static int sanitize_fault_flags(struct vm_area_struct *vma,
+				unsigned int *flags)
+{
+	unsigned long vm_flags = vma->vm_flags;
+
+	if (*flags & FAULT_FLAG_UNSHARE) {
+		if (*flags & FAULT_FLAG_WRITE)
+			return -EFAULT;
+		if (!is_cow_mapping(vm_flags))
+			*flags &= ~FAULT_FLAG_UNSHARE;
+	} else if (*flags & FAULT_FLAG_WRITE) {
+		if (!(vm_flags & VM_MAYWRITE))
+			return -EFAULT;
+		if (!(vm_flags & VM_WRITE) && !is_cow_mapping(vm_flags))
+			return -EFAULT;
+	}
+	return 0;
+}
+
+/*
+ * handle_mm_fault - see uapi.h. As in the kernel, the VMA's access bits
+ * are not checked here beyond sanitize_fault_flags(): the callers decide
+ * (the CPU path and hmm_range_fault() refuse inaccessible VMAs, GUP lets
+ * FOLL_FORCE through). A fault in a PROT_NONE VMA installs PROTNONE
+ * entries, which GUP follows and the MMU refuses. A write without VM_WRITE
+ * (FOLL_FORCE in a COW mapping) leaves an exclusive, read-only page.
+ */
 int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr,
 		    unsigned int flags)
 {
 	struct mm_struct *mm;
-	bool write = flags & FAULT_FLAG_WRITE;
-	bool unshare = flags & FAULT_FLAG_UNSHARE;
 	spinlock_t *ptl;
+	bool write;
 	pud_t *pud;
 	pmd_t *pmd;
 	pte_t *pte, orig;
 
-	if (!vma || (write && unshare))
+	if (!vma)
 		return -EFAULT;
 	mm = vma->vm_mm;
 	mmap_assert_locked(mm);
 	if (addr < vma->vm_start || addr >= vma->vm_end)
 		return -EFAULT;
 	addr &= PAGE_MASK;
-	if (write && !(vma->vm_flags & VM_WRITE))
+	if (sanitize_fault_flags(vma, &flags))
 		return -EFAULT;
-	if (!(vma->vm_flags & (VM_READ | VM_WRITE)))
-		return -EFAULT;
-	/* Unshare only means something in a COW mapping. */
-	if (unshare && !is_cow_mapping(vma->vm_flags))
-		flags &= ~FAULT_FLAG_UNSHARE;
+	write = flags & FAULT_FLAG_WRITE;
 
-	if (vma->vm_flags & VM_HUGETLB)
+	if (vma->vm_flags & VM_HUGETLB) {
+		/*
+		 * huge.c builds leaves without the VMA's PROTNONE and makes a
+		 * reused leaf writable without looking at VM_WRITE: keep
+		 * FOLL_FORCE out of inaccessible hugetlb VMAs, and break COW
+		 * of a read-only one with an unshare (same result: an
+		 * exclusive page, mapped read-only).
+		 */
+		if (!vma_is_accessible(vma))
+			return -EFAULT;
+		if (write && !(vma->vm_flags & VM_WRITE))
+			flags = (flags & ~FAULT_FLAG_WRITE) | FAULT_FLAG_UNSHARE;
 		return hugetlb_fault(vma, addr, flags);
+	}
 	pud = pud_alloc(mm, pgd_offset(mm, addr), addr);
 	pmd = pud ? pmd_alloc(mm, pud, addr) : NULL;
 	if (!pmd)
 		return -ENOMEM;
-	if (pte_none(ptep_get(pmd)) && write && vma_thp_allowed(vma, addr)) {
+	/* A THP made here would lack PROTNONE: PTEs in inaccessible VMAs. */
+	if (pte_none(ptep_get(pmd)) && write && vma_is_accessible(vma) &&
+	    vma_thp_allowed(vma, addr)) {
 		int ret = do_huge_pmd_anonymous_page(vma, pmd, addr);
 
 		if (ret != -EAGAIN)
 			return ret;
 	}
-	if (pmd_leaf(ptep_get(pmd)))
+	if (pmd_leaf(ptep_get(pmd))) {
+		/* As for hugetlb above; a read in an inaccessible VMA has
+		 * nothing to do (the leaf stays PROTNONE). */
+		if (write && !(vma->vm_flags & VM_WRITE))
+			flags = (flags & ~FAULT_FLAG_WRITE) | FAULT_FLAG_UNSHARE;
+		if (!vma_is_accessible(vma) && !(flags & FAULT_FLAG_UNSHARE))
+			return 0;
 		return do_huge_pmd_fault(vma, pmd, addr, flags);
+	}
 	if (!pte_none(ptep_get(pmd)) && !pte_present(ptep_get(pmd)))
 		return do_huge_pmd_nonpresent(vma, pmd, addr, flags);
 	if (__pte_alloc(mm, pmd))
@@ -586,11 +662,16 @@ int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr,
 		flags &= ~FAULT_FLAG_UNSHARE;
 		if (vma->vm_file)
 			return do_file_fault(vma, pmd, addr, flags);
+		/* A driver's mapping has no fault handler here: SIGBUS. */
+		if (vma->vm_flags & (VM_PFNMAP | VM_MIXEDMAP)) {
+			count_stat(HETMM_STAT_fault_sigbus);
+			return -EFAULT;
+		}
 		return do_anonymous_page(vma, pmd, addr, flags);
 	}
 	if (!pte_present(orig))
 		return do_swap_page(vma, pmd, pte, ptl, addr, flags, orig);
-	if (pte_protnone(orig)) {
+	if (pte_protnone(orig) && vma_is_accessible(vma)) {
 		/* The VMA allows access again (mprotect raced): restore. */
 		orig = pte_clear_flags(orig, _PAGE_PROTNONE);
 		set_pte(pte, orig);

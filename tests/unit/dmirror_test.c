@@ -5,7 +5,10 @@
  * counters and chunk growth, RELEASE and reuse, FAIL_ALLOC in both
  * directions, unloading with pages on the devices, eviction on close,
  * two mirrors of one process, fault injection, a small concurrent run,
- * and the "dmirror" checker catching a corrupted device page table.
+ * the "dmirror" checker catching a corrupted device page table, and the
+ * device-file mmap: vm_insert_page()'s rules, private (COW) and shared
+ * mappings of driver pages, fork, mremap, munmap and exit releasing them,
+ * and the mm checker's rule for such pages.
  * The scenario suite of the kernel's hmm-tests.c is hmm_tests_test.c.
  */
 #include <pthread.h>
@@ -931,6 +934,536 @@ static void test_concurrent(void **state)
 	check_ok(e->m);
 }
 
+/* ------------------------------------------ device-file mmap (MIXEDMAP) */
+
+/* The PTE at @addr (none if no table), read under mmap_lock. */
+static pte_t pte_at(struct mm_struct *mm, unsigned long addr)
+{
+	pte_t e = __pte(0);
+	pmd_t *pmd;
+
+	mmap_read_lock(mm);
+	pmd = mm_find_pmd(mm, addr);
+	if (pmd && pmd_table(ptep_get(pmd)))
+		e = ptep_get(pte_offset(mm, pmd, addr));
+	mmap_read_unlock(mm);
+	return e;
+}
+
+static unsigned long vm_flags_at(struct mm_struct *mm, unsigned long addr)
+{
+	struct vm_area_struct *vma;
+	unsigned long flags;
+
+	mmap_read_lock(mm);
+	vma = vma_lookup(mm, addr);
+	assert_non_null(vma);
+	flags = vma->vm_flags;
+	mmap_read_unlock(mm);
+	return flags;
+}
+
+/* The page a present, normal (not special) PTE at @addr maps. */
+static struct page *mapped_page(struct hetmm_machine *m, struct mm_struct *mm,
+				unsigned long addr)
+{
+	pte_t e = pte_at(mm, addr);
+
+	assert_true(pte_present(e));
+	assert_false(pte_special(e));
+	return pfn_to_page(m, pte_pfn(e));
+}
+
+/* A driver page inserted once: the PTE's reference and mapcount only. */
+static void expect_driver_page(struct page *page, int mappings)
+{
+	assert_false(folio_test_anon(page_folio(page)));
+	assert_null(page->mapping);
+	assert_int_equal(page_mapcount(page), mappings);
+	assert_int_equal(folio_ref_count(page_folio(page)), mappings);
+}
+
+/*
+ *   dmirror_mmap private RW, 4 pages: [ d0 | d1 | d2 | d3 ]  read-only PTEs
+ *   CPU write to page 0:              [ A  | d1 | d2 | d3 ]  COW copy
+ *   device WRITE to page 1:           [ A  | A' | d2 | d3 ]
+ *   munmap: every page freed.
+ */
+static void test_mmap_private(void **state)
+{
+	struct env *e = *state;
+	unsigned long n = 4, a;
+	struct page *pages[4];
+	uint64_t buf[PG / 8];
+	unsigned char snap[4];
+	struct hmm_dmirror_cmd c;
+	struct dmirror *d;
+	long p;
+
+	ASSERT_OK(dmirror_probe(e->m, 1, 0));
+	d = open_ok(e->m, 0, e->mm);
+	p = dmirror_mmap(d, e->mm, 0, n * PG, RW, MAP_PRIVATE);
+	assert_true(p > 0);
+	a = (unsigned long)p;
+	assert_true(vm_flags_at(e->mm, a) & VM_MIXEDMAP);
+	for (unsigned long i = 0; i < n; i++) {
+		pte_t pte = pte_at(e->mm, a + i * PG);
+
+		pages[i] = mapped_page(e->m, e->mm, a + i * PG);
+		assert_false(pte_write(pte));
+		expect_driver_page(pages[i], 1);
+		for (unsigned long j = 0; j < i; j++)
+			assert_ptr_not_equal(pages[i], pages[j]);
+	}
+	check_ok(e->m);
+
+	/* Zeroed pages; the device reads them through hmm_range_fault. */
+	ASSERT_OK(hetmm_cpu_read(e->mm, 0, a + 3 * PG, buf, PG));
+	for (unsigned long w = 0; w < PG / 8; w++)
+		assert_true(buf[w] == 0);
+	memset(buf, 0xa5, sizeof(buf));
+	ASSERT_OK(cmd(d, HMM_DMIRROR_READ, a + 2 * PG, buf, 1, &c));
+	assert_int_equal(c.cpages, 1);
+	for (unsigned long w = 0; w < PG / 8; w++)
+		assert_true(buf[w] == 0);
+	ASSERT_OK(cmd(d, HMM_DMIRROR_SNAPSHOT, a, snap, n, &c));
+	for (unsigned long i = 0; i < n; i++)
+		assert_int_equal(snap[i], HMM_DMIRROR_PROT_READ);
+
+	/* A CPU write copies the page; the driver page goes. */
+	cpu_fill(e->mm, a, 1, 7);
+	assert_true(folio_test_anon(page_folio(mapped_page(e->m, e->mm, a))));
+	assert_int_equal(folio_ref_count(page_folio(pages[0])), 0);
+	cpu_expect(e->mm, a, 1, 7);
+	/* So does a device write (a write fault through hmm_range_fault). */
+	for (unsigned long w = 0; w < PG / 8; w++)
+		buf[w] = word(8, 0, w);
+	ASSERT_OK(cmd(d, HMM_DMIRROR_WRITE, a + PG, buf, 1, &c));
+	assert_int_equal(folio_ref_count(page_folio(pages[1])), 0);
+	cpu_expect(e->mm, a + PG, 1, 8);
+	ASSERT_OK(cmd(d, HMM_DMIRROR_SNAPSHOT, a, snap, n, &c));
+	assert_int_equal(snap[0], HMM_DMIRROR_PROT_WRITE);
+	assert_int_equal(snap[1], HMM_DMIRROR_PROT_WRITE);
+	assert_int_equal(snap[2], HMM_DMIRROR_PROT_READ);
+	check_ok(e->m);
+
+	/* mprotect does not make a driver page writable in a COW mapping. */
+	ASSERT_OK(hetmm_mprotect(e->mm, a, n * PG, PROT_READ));
+	ASSERT_OK(hetmm_mprotect(e->mm, a, n * PG, RW));
+	assert_false(pte_write(pte_at(e->mm, a + 2 * PG)));
+	check_ok(e->m);
+
+	/* munmap of one page frees it, the rest stay. */
+	ASSERT_OK(hetmm_munmap(e->mm, a + 2 * PG, PG));
+	assert_int_equal(folio_ref_count(page_folio(pages[2])), 0);
+	expect_driver_page(pages[3], 1);
+	check_ok(e->m);
+	ASSERT_OK(hetmm_munmap(e->mm, a, n * PG));
+	assert_int_equal(folio_ref_count(page_folio(pages[3])), 0);
+	check_ok(e->m);
+	dmirror_release(d);
+}
+
+/* A shared writable mapping of the device file: writable PTEs in place. */
+static void test_mmap_shared(void **state)
+{
+	struct env *e = *state;
+	unsigned long n = 3, a;
+	unsigned char snap[3];
+	struct hmm_dmirror_cmd c;
+	struct page *page;
+	struct dmirror *d;
+	uint64_t buf[PG / 8];
+	long p;
+
+	ASSERT_OK(dmirror_probe(e->m, 1, 0));
+	d = open_ok(e->m, 0, e->mm);
+	p = dmirror_mmap(d, e->mm, 0, n * PG, RW, MAP_SHARED);
+	assert_true(p > 0);
+	a = (unsigned long)p;
+	page = mapped_page(e->m, e->mm, a);
+	assert_true(pte_write(pte_at(e->mm, a)));
+	ASSERT_OK(cmd(d, HMM_DMIRROR_SNAPSHOT, a, snap, n, &c));
+	for (unsigned long i = 0; i < n; i++)
+		assert_int_equal(snap[i], HMM_DMIRROR_PROT_WRITE);
+	/* Writes land in the driver's page itself, CPU and device alike. */
+	cpu_fill(e->mm, a, 1, 21);
+	assert_ptr_equal(mapped_page(e->m, e->mm, a), page);
+	expect_driver_page(page, 1);
+	ASSERT_OK(cmd(d, HMM_DMIRROR_READ, a, buf, 1, &c));
+	buf_expect(buf, 1, 21);
+	for (unsigned long w = 0; w < PG / 8; w++)
+		buf[w] = word(22, 0, w);
+	ASSERT_OK(cmd(d, HMM_DMIRROR_WRITE, a + PG, buf, 1, &c));
+	cpu_expect(e->mm, a + PG, 1, 22);
+	check_ok(e->m);
+	/* Read-only again, then writable: a write fault in place. */
+	ASSERT_OK(hetmm_mprotect(e->mm, a, n * PG, PROT_READ));
+	assert_false(pte_write(pte_at(e->mm, a)));
+	check_ok(e->m);
+	ASSERT_OK(hetmm_mprotect(e->mm, a, n * PG, RW));
+	cpu_fill(e->mm, a, 1, 23);
+	assert_ptr_equal(mapped_page(e->m, e->mm, a), page);
+	check_ok(e->m);
+	dmirror_release(d);
+	/* The mapping outlives the file: exit releases the pages. */
+	hetmm_exit(e->mm);
+	e->mm = NULL;
+	assert_int_equal(folio_ref_count(page_folio(page)), 0);
+}
+
+/*
+ * fork shares the driver pages of a private mapping (reference and
+ * mapcount + 1 each); a write in either process copies its own page.
+ */
+/* A driver mapping emptied by MADV_DONTNEED has no fault handler: SIGBUS. */
+static void test_mmap_dontneed_sigbus(void **state)
+{
+	struct env *e = *state;
+	struct dmirror *d;
+	unsigned char b = 1;
+	unsigned long a;
+	long p;
+
+	ASSERT_OK(dmirror_probe(e->m, 1, 0));
+	d = open_ok(e->m, 0, e->mm);
+	p = dmirror_mmap(d, e->mm, 0, 2 * PG, RW, MAP_SHARED);
+	assert_true(p > 0);
+	a = (unsigned long)p;
+	ASSERT_OK(hetmm_madvise(e->mm, a, PG, MADV_DONTNEED));
+	assert_int_equal(hetmm_cpu_read(e->mm, 0, a, &b, 1), -EFAULT);
+	assert_int_equal(hetmm_cpu_write(e->mm, 0, a, &b, 1), -EFAULT);
+	/* The page left mapped still works; nothing was made up. */
+	ASSERT_OK(hetmm_cpu_write(e->mm, 0, a + PG, &b, 1));
+	check_ok(e->m);
+	ASSERT_OK(hetmm_munmap(e->mm, a, 2 * PG));
+	check_ok(e->m);
+	dmirror_release(d);
+}
+
+static void test_mmap_fork_shared(void **state)
+{
+	struct env *e = *state;
+	struct mm_struct *child;
+	struct page *page;
+	struct dmirror *d;
+	unsigned long a;
+	long p;
+
+	ASSERT_OK(dmirror_probe(e->m, 1, 0));
+	d = open_ok(e->m, 0, e->mm);
+	p = dmirror_mmap(d, e->mm, 0, PG, RW, MAP_SHARED);
+	assert_true(p > 0);
+	a = (unsigned long)p;
+	page = mapped_page(e->m, e->mm, a);
+	child = hetmm_fork(e->mm);
+	assert_false(IS_ERR(child));
+	assert_ptr_equal(mapped_page(e->m, child, a), page);
+	expect_driver_page(page, 2);
+	cpu_fill(child, a, 1, 41);
+	cpu_expect(e->mm, a, 1, 41);
+	check_ok(e->m);
+	hetmm_exit(child);
+	expect_driver_page(page, 1);
+	check_ok(e->m);
+	dmirror_release(d);
+}
+
+static void test_mmap_fork(void **state)
+{
+	struct env *e = *state;
+	unsigned long n = 2, a;
+	struct mm_struct *child;
+	struct page *page;
+	struct dmirror *d;
+	long p;
+
+	ASSERT_OK(dmirror_probe(e->m, 1, 0));
+	d = open_ok(e->m, 0, e->mm);
+	p = dmirror_mmap(d, e->mm, 0, n * PG, RW, MAP_PRIVATE);
+	assert_true(p > 0);
+	a = (unsigned long)p;
+	page = mapped_page(e->m, e->mm, a);
+
+	child = hetmm_fork(e->mm);
+	assert_false(IS_ERR(child));
+	assert_ptr_equal(mapped_page(e->m, child, a), page);
+	assert_true(vm_flags_at(child, a) & VM_MIXEDMAP);
+	expect_driver_page(page, 2);
+	check_ok(e->m);
+
+	cpu_fill(child, a, 1, 31);
+	cpu_expect(child, a, 1, 31);
+	expect_driver_page(page, 1);
+	assert_ptr_equal(mapped_page(e->m, e->mm, a), page);
+	{
+		uint64_t buf[PG / 8];
+
+		ASSERT_OK(hetmm_cpu_read(e->mm, 0, a, buf, PG));
+		for (unsigned long w = 0; w < PG / 8; w++)
+			assert_true(buf[w] == 0);
+	}
+	check_ok(e->m);
+	hetmm_exit(child);
+	expect_driver_page(page, 1);
+	check_ok(e->m);
+	/* mremap moves the PTEs with their references. */
+	page = mapped_page(e->m, e->mm, a + PG);
+	p = hetmm_mremap(e->mm, a, n * PG, n * PG,
+			 MREMAP_MAYMOVE | MREMAP_FIXED, a - 16 * PG);
+	assert_int_equal(p, (long)(a - 16 * PG));
+	assert_ptr_equal(mapped_page(e->m, e->mm, a - 15 * PG), page);
+	assert_true(vm_flags_at(e->mm, a - 15 * PG) & VM_MIXEDMAP);
+	expect_driver_page(page, 1);
+	check_ok(e->m);
+	ASSERT_OK(hetmm_munmap(e->mm, a - 16 * PG, n * PG));
+	assert_int_equal(folio_ref_count(page_folio(page)), 0);
+	dmirror_release(d);
+}
+
+/* What a test mmap handler tries, and what came back. */
+struct insert_rules {
+	struct hetmm_machine *m;
+	struct page *pages[3], *anon, *freed, *internal;
+	int ret[12];
+	unsigned long left, too_many;
+	unsigned long flags_before, flags_after;
+	int fail; /* the handler's own return value */
+};
+
+/*
+ *   VMA:   a      a+1    a+2    a+3    a+4    a+5
+ *          p0     zero   p1     -      -      -
+ *   (vm_insert_pages of {p1, anon, p2} at a+2 stops at anon)
+ */
+static int rules_mmap(struct vm_area_struct *vma, void *priv)
+{
+	struct insert_rules *r = priv;
+	unsigned long a = vma->vm_start, num;
+	struct page *batch[3] = { r->pages[1], r->anon, r->pages[2] };
+	int i = 0;
+
+	r->flags_before = vma->vm_flags;
+	r->ret[i++] = vm_insert_page(vma, a - PG, r->pages[0]);
+	r->ret[i++] = vm_insert_page(vma, vma->vm_end, r->pages[0]);
+	r->ret[i++] = vm_insert_page(vma, a, r->freed);
+	r->ret[i++] = vm_insert_page(vma, a, r->anon);
+	r->ret[i++] = vm_insert_page(vma, a, r->internal);
+	r->ret[i++] = vm_insert_page(vma, a, r->pages[0]);
+	r->flags_after = vma->vm_flags;
+	r->ret[i++] = vm_insert_page(vma, a, r->pages[1]);
+	r->ret[i++] = vm_insert_page(vma, a + PG, r->m->zero_page);
+	num = 3;
+	r->ret[i++] = vm_insert_pages(vma, a + 2 * PG, batch, &num);
+	r->left = num;
+	r->too_many = 5;
+	r->ret[i++] = vm_insert_pages(vma, a + 2 * PG, batch, &r->too_many);
+	return r->fail;
+}
+
+static struct page *page_new(struct hetmm_machine *m)
+{
+	struct folio *folio = folio_alloc(m, __GFP_ZERO, 0);
+
+	assert_non_null(folio);
+	return &folio->page;
+}
+
+static void rules_init(struct insert_rules *r, struct hetmm_machine *m)
+{
+	memset(r, 0, sizeof(*r));
+	r->m = m;
+	for (int i = 0; i < 3; i++)
+		r->pages[i] = page_new(m);
+	r->anon = page_new(m);
+	folio_set_flag(page_folio(r->anon), PG_anon);
+	r->internal = page_new(m);
+	PageSetFlag(r->internal, PG_slab_like);
+	r->freed = page_new(m);
+	folio_put(page_folio(r->freed));
+}
+
+static void rules_fini(struct insert_rules *r)
+{
+	folio_clear_flag(page_folio(r->anon), PG_anon);
+	PageClearFlag(r->internal, PG_slab_like);
+	folio_put(page_folio(r->anon));
+	folio_put(page_folio(r->internal));
+	for (int i = 0; i < 3; i++)
+		folio_put(page_folio(r->pages[i]));
+}
+
+static void test_vm_insert_page_rules(void **state)
+{
+	struct env *e = *state;
+	struct insert_rules r;
+	unsigned long a;
+	long p;
+
+	rules_init(&r, e->m);
+	p = hetmm_mmap_driver(e->mm, 0, 6 * PG, RW, MAP_PRIVATE, rules_mmap,
+			      &r);
+	assert_true(p > 0);
+	a = (unsigned long)p;
+	assert_int_equal(r.ret[0], -EFAULT);
+	assert_int_equal(r.ret[1], -EFAULT);
+	assert_int_equal(r.ret[2], -EINVAL); /* free page */
+	assert_int_equal(r.ret[3], -EINVAL); /* anon page */
+	assert_int_equal(r.ret[4], -EINVAL); /* driver-internal page */
+	assert_int_equal(r.ret[5], 0);
+	assert_false(r.flags_before & VM_MIXEDMAP);
+	assert_true(r.flags_after & VM_MIXEDMAP);
+	assert_int_equal(r.ret[6], -EBUSY);
+	assert_int_equal(r.ret[7], 0); /* zero page: fine in a COW mapping */
+	assert_int_equal(r.ret[8], -EINVAL);
+	assert_int_equal(r.left, 2);
+	assert_int_equal(r.ret[9], -EFAULT);
+	assert_int_equal(r.too_many, 5);
+
+	/* p0 at a: the caller's reference and the PTE's; read-only. */
+	assert_ptr_equal(mapped_page(e->m, e->mm, a), r.pages[0]);
+	assert_false(pte_write(pte_at(e->mm, a)));
+	assert_int_equal(page_mapcount(r.pages[0]), 1);
+	assert_int_equal(folio_ref_count(page_folio(r.pages[0])), 2);
+	/* The zero page: special, uncounted. */
+	assert_true(pte_special(pte_at(e->mm, a + PG)));
+	assert_int_equal(pte_pfn(pte_at(e->mm, a + PG)),
+			 page_to_pfn(e->m->zero_page));
+	assert_ptr_equal(mapped_page(e->m, e->mm, a + 2 * PG), r.pages[1]);
+	assert_true(pte_none(pte_at(e->mm, a + 3 * PG)));
+	assert_int_equal(folio_ref_count(page_folio(r.pages[2])), 1);
+	assert_int_equal(page_mapcount(r.anon), 0);
+	check_ok(e->m);
+
+	/* Once VM_MIXEDMAP is set, mmap_lock for read is enough. */
+	mmap_read_lock(e->mm);
+	assert_int_equal(
+		vm_insert_page(vma_lookup(e->mm, a), a + 3 * PG, r.pages[2]),
+		0);
+	mmap_read_unlock(e->mm);
+	check_ok(e->m);
+	ASSERT_OK(hetmm_munmap(e->mm, a, 6 * PG));
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(page_mapcount(r.pages[i]), 0);
+		assert_int_equal(folio_ref_count(page_folio(r.pages[i])), 1);
+	}
+	check_ok(e->m);
+	rules_fini(&r);
+}
+
+/* A shared writable VMA: writable PTEs, and no zero page. */
+static int shared_mmap(struct vm_area_struct *vma, void *priv)
+{
+	struct insert_rules *r = priv;
+
+	r->ret[0] = vm_insert_page(vma, vma->vm_start, r->m->zero_page);
+	r->ret[1] = vm_insert_page(vma, vma->vm_start, r->pages[0]);
+	return r->fail;
+}
+
+static void test_vm_insert_page_shared_and_failure(void **state)
+{
+	struct env *e = *state;
+	struct insert_rules r;
+	unsigned long a;
+	long p;
+
+	rules_init(&r, e->m);
+	p = hetmm_mmap_driver(e->mm, 0, PG, RW, MAP_SHARED, shared_mmap, &r);
+	assert_true(p > 0);
+	a = (unsigned long)p;
+	assert_int_equal(r.ret[0], -EINVAL);
+	assert_int_equal(r.ret[1], 0);
+	assert_true(pte_write(pte_at(e->mm, a)));
+	check_ok(e->m);
+	ASSERT_OK(hetmm_munmap(e->mm, a, PG));
+	assert_int_equal(folio_ref_count(page_folio(r.pages[0])), 1);
+
+	/* A failing handler: what it inserted is unmapped, the VMA gone. */
+	r.fail = -EIO;
+	p = hetmm_mmap_driver(e->mm, a, 6 * PG, RW, MAP_PRIVATE | MAP_FIXED,
+			      rules_mmap, &r);
+	assert_int_equal(p, -EIO);
+	assert_int_equal(r.ret[5], 0);
+	mmap_read_lock(e->mm);
+	assert_null(vma_lookup(e->mm, a));
+	mmap_read_unlock(e->mm);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(page_mapcount(r.pages[i]), 0);
+		assert_int_equal(folio_ref_count(page_folio(r.pages[i])), 1);
+	}
+	check_ok(e->m);
+	rules_fini(&r);
+}
+
+static void test_mmap_errors(void **state)
+{
+	struct env *e = *state;
+	struct dmirror *d;
+	long p;
+
+	ASSERT_OK(dmirror_probe(e->m, 1, 0));
+	d = open_ok(e->m, 0, e->mm);
+	assert_int_equal(dmirror_mmap(NULL, e->mm, 0, PG, RW, MAP_PRIVATE),
+			 -EINVAL);
+	assert_int_equal(dmirror_mmap(d, NULL, 0, PG, RW, MAP_PRIVATE),
+			 -EINVAL);
+	assert_int_equal(dmirror_mmap(d, e->mm, 0, 0, RW, MAP_PRIVATE),
+			 -EINVAL);
+	assert_int_equal(
+		dmirror_mmap(d, e->mm, 0, PG, RW, MAP_PRIVATE | MAP_ANONYMOUS),
+		-EINVAL);
+	assert_int_equal(
+		dmirror_mmap(d, e->mm, 0, PG, RW, MAP_PRIVATE | MAP_SHARED),
+		-EINVAL);
+	assert_int_equal(dmirror_mmap(d, e->mm, 0, PG, RW, 0), -EINVAL);
+	assert_int_equal(
+		dmirror_mmap(d, e->mm, 1, PG, RW, MAP_PRIVATE | MAP_FIXED),
+		-EINVAL);
+	p = dmirror_mmap(d, e->mm, 0, 2 * PG, RW, MAP_PRIVATE);
+	assert_true(p > 0);
+	assert_int_equal(dmirror_mmap(d, e->mm, (unsigned long)p + PG, PG, RW,
+				      MAP_PRIVATE | MAP_FIXED_NOREPLACE),
+			 -EEXIST);
+	/* Out of memory half way: nothing stays mapped or allocated. */
+	ASSERT_OK(hetmm_fault_set(&e->m->faults, HETMM_FAULT_alloc_pages,
+				  FAULT_NTH, 3, 0));
+	assert_int_equal(dmirror_mmap(d, e->mm, 0, 8 * PG, RW, MAP_PRIVATE),
+			 -ENOMEM);
+	hetmm_fault_reset(&e->m->faults);
+	check_ok(e->m);
+	ASSERT_OK(hetmm_munmap(e->mm, (unsigned long)p, 2 * PG));
+	dmirror_release(d);
+	assert_int_equal(dmirror_mmap(d, e->mm, 0, PG, RW, MAP_PRIVATE),
+			 -EINVAL);
+}
+
+/* The checker's rule: a page without rmap only in a VM_MIXEDMAP VMA. */
+static void test_checker_mixedmap_rule(void **state)
+{
+	struct env *e = *state;
+	struct vm_area_struct *vma;
+	struct dmirror *d;
+	long p;
+
+	ASSERT_OK(dmirror_probe(e->m, 1, 0));
+	d = open_ok(e->m, 0, e->mm);
+	p = dmirror_mmap(d, e->mm, 0, PG, PROT_READ, MAP_SHARED);
+	assert_true(p > 0);
+	check_ok(e->m);
+	mmap_write_lock(e->mm);
+	vma = vma_lookup(e->mm, (unsigned long)p);
+	vma->vm_flags &= ~VM_MIXEDMAP;
+	mmap_write_unlock(e->mm);
+	assert_int_equal(hetmm_check(e->m), -EUCLEAN);
+	assert_non_null(strstr(hetmm_check_report(e->m), "no rmap"));
+	mmap_write_lock(e->mm);
+	vma->vm_flags |= VM_MIXEDMAP;
+	mmap_write_unlock(e->mm);
+	check_ok(e->m);
+	dmirror_release(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -962,6 +1495,25 @@ int main(void)
 						env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, env_setup,
 						env_teardown),
+		cmocka_unit_test_setup_teardown(test_mmap_private, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_mmap_shared, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_mmap_fork, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_vm_insert_page_rules,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_vm_insert_page_shared_and_failure, env_setup,
+			env_teardown),
+		cmocka_unit_test_setup_teardown(test_mmap_errors, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_checker_mixedmap_rule,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_mmap_fork_shared,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_mmap_dontneed_sigbus,
+						env_setup, env_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

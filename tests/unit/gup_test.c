@@ -119,6 +119,14 @@ static void poke(struct mm_struct *mm, unsigned long a, unsigned char v)
 	ASSERT_OK(hetmm_cpu_write(mm, 0, a, &v, 1));
 }
 
+/* hetmm_cpu_read's result for one byte at @a. */
+static int peek_err(struct mm_struct *mm, unsigned long a)
+{
+	unsigned char b;
+
+	return hetmm_cpu_read(mm, 0, a, &b, 1);
+}
+
 /* The byte at offset @off of a pinned page, read "by DMA". */
 static unsigned char dma_read(struct page *page, unsigned long off)
 {
@@ -908,22 +916,162 @@ static void test_fork_eager_copy_needs_has_pinned(void **state)
 		xfail("fork.c copies maybe-pinned pages without MMF_HAS_PINNED");
 }
 
-/* FOLL_FORCE reads PROT_NONE memory that was never populated: the fault
- * maps the zero page (PROT_NONE), which GUP then follows. */
+/*
+ * FOLL_FORCE reads PROT_NONE memory that was never populated: the fault
+ * maps the zero page with the VMA's protection (a PROTNONE entry), which
+ * GUP then follows; the CPU still cannot touch the range.
+ */
 static void test_force_read_unpopulated_prot_none(void **state)
 {
 	struct env *e = *state;
 	unsigned long a = map_anon(e->mm, 1, PROT_NONE);
 	struct page *pages[1];
-	long r = gup_locked(e->mm, a, 1, FOLL_FORCE, pages);
+	unsigned char b = 7;
+	pte_t p;
 
-	if (r == -EFAULT) {
-		xfail("handle_mm_fault refuses faults in PROT_NONE VMAs");
-		return;
-	}
-	assert_int_equal(r, 1);
+	/* Without FORCE: nothing is faulted, nothing is mapped. */
+	assert_int_equal(gup_locked(e->mm, a, 1, 0, pages), -EFAULT);
+	assert_true(pte_none(lookup(e->mm, a)));
+	assert_int_equal(gup_locked(e->mm, a, 1, FOLL_FORCE, pages), 1);
 	assert_ptr_equal(pages[0], e->m->zero_page);
 	put_page(pages[0]);
+	p = lookup(e->mm, a);
+	assert_true(pte_present(p));
+	assert_true(pte_protnone(p));
+	assert_false(pte_write(p));
+	assert_int_equal(pte_pfn(p), page_to_pfn(e->m->zero_page));
+	/* GUP-fast never follows a PROTNONE entry; FORCE is not its flag. */
+	assert_int_equal(get_user_pages_fast_only(e->mm, a, 1, 0, pages), 0);
+	/* The CPU is refused, and the entry does not change. */
+	assert_int_equal(hetmm_cpu_read(e->mm, 0, a, &b, 1), -EFAULT);
+	assert_int_equal(hetmm_cpu_write(e->mm, 0, a, &b, 1), -EFAULT);
+	assert_int_equal(b, 7);
+	assert_int_equal(pte_val(lookup(e->mm, a)), pte_val(p));
+	/* A pin (read-only, FORCE) takes the zero page too: not counted. */
+	assert_int_equal(pup_locked(e->mm, a, 1, FOLL_FORCE, pages), 1);
+	assert_ptr_equal(pages[0], e->m->zero_page);
+	unpin_user_page(pages[0]);
+	assert_int_equal(pins_outstanding(e->m), 0);
+	ASSERT_OK(hetmm_check(e->m));
+	/* Made readable, the range reads zeroes. */
+	ASSERT_OK(hetmm_mprotect(e->mm, a, PAGE_SIZE, PROT_READ));
+	assert_int_equal(peek(e->mm, a), 0);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+/*
+ * FOLL_FORCE writes PROT_NONE private memory (ptrace pokes): the write
+ * fault breaks COW into an exclusive page that stays PROTNONE, which GUP
+ * follows; the data shows once the range is made readable. Shared
+ * PROT_NONE memory has no COW to break: -EFAULT.
+ */
+static void test_force_write_prot_none(void **state)
+{
+	struct env *e = *state;
+	unsigned long a = map_anon(e->mm, 2, PROT_NONE);
+	struct page *pages[2];
+	unsigned char b;
+	long s;
+	pte_t p;
+
+	assert_int_equal(gup_locked(e->mm, a, 2, FOLL_WRITE, pages), -EFAULT);
+	assert_int_equal(gup_locked(e->mm, a, 2, FOLL_WRITE | FOLL_FORCE,
+				    pages),
+			 2);
+	for (int i = 0; i < 2; i++) {
+		assert_false(is_zero_page(pages[i]));
+		assert_true(folio_test_anon(page_folio(pages[i])));
+		assert_true(PageAnonExclusive(pages[i]));
+		dma_write(pages[i], 5, (unsigned char)(0x40 + i));
+		p = lookup(e->mm, a + (unsigned long)i * PAGE_SIZE);
+		assert_true(pte_protnone(p));
+		assert_false(pte_write(p));
+		assert_ptr_equal(mapped_page(e->mm,
+					     a + (unsigned long)i * PAGE_SIZE),
+				 pages[i]);
+	}
+	put_pages(pages, 2);
+	assert_int_equal(hetmm_cpu_read(e->mm, 0, a + 5, &b, 1), -EFAULT);
+	ASSERT_OK(hetmm_check(e->m));
+	/* Again: the exclusive pages are reused, not copied. */
+	assert_int_equal(gup_locked(e->mm, a, 1, FOLL_WRITE | FOLL_FORCE,
+				    pages),
+			 1);
+	assert_ptr_equal(pages[0], mapped_page(e->mm, a));
+	put_page(pages[0]);
+	ASSERT_OK(hetmm_mprotect(e->mm, a, 2 * PAGE_SIZE, PROT_READ));
+	assert_int_equal(peek(e->mm, a + 5), 0x40);
+	assert_int_equal(peek(e->mm, a + PAGE_SIZE + 5), 0x41);
+	/* Still no CPU write: mprotect gave read access only. */
+	assert_int_equal(hetmm_cpu_write(e->mm, 0, a, &b, 1), -EFAULT);
+	ASSERT_OK(hetmm_check(e->m));
+
+	s = hetmm_mmap(e->mm, 0, PAGE_SIZE, PROT_NONE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(s > 0);
+	assert_int_equal(gup_locked(e->mm, (unsigned long)s, 1,
+				    FOLL_WRITE | FOLL_FORCE, pages),
+			 -EFAULT);
+	/* A FORCE read of it maps the shared page PROTNONE. */
+	assert_int_equal(gup_locked(e->mm, (unsigned long)s, 1, FOLL_FORCE,
+				    pages),
+			 1);
+	assert_true(pte_protnone(lookup(e->mm, (unsigned long)s)));
+	put_page(pages[0]);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+/*
+ * THP and PROT_NONE: a FORCE fault in an inaccessible THP-eligible region
+ * builds PTEs (PROTNONE); a populated THP made PROT_NONE is followed as
+ * it is (a PROTNONE leaf), for reads and FORCE writes alike.
+ */
+static void test_force_prot_none_thp(void **state)
+{
+	struct env *e = *state;
+	unsigned long a = thp_region(e->mm, 2), b = a + SZ_2M;
+	struct page *pages[1], *head;
+	pte_t p;
+
+	ASSERT_OK(hetmm_mprotect(e->mm, a, SZ_2M, PROT_NONE));
+	assert_int_equal(gup_locked(e->mm, a + PAGE_SIZE, 1,
+				    FOLL_WRITE | FOLL_FORCE, pages),
+			 1);
+	assert_false(pmd_is_leaf(e->mm, a));
+	assert_true(pte_protnone(lookup(e->mm, a + PAGE_SIZE)));
+	dma_write(pages[0], 0, 0x5a);
+	put_page(pages[0]);
+	ASSERT_OK(hetmm_check(e->m));
+	ASSERT_OK(hetmm_mprotect(e->mm, a, SZ_2M, RW));
+	assert_int_equal(peek(e->mm, a + PAGE_SIZE), 0x5a);
+
+	touch(e->mm, b, 1, 9);
+	if (!pmd_is_leaf(e->mm, b)) {
+		skip(); /* no THP on this machine */
+		return;
+	}
+	head = mapped_page(e->mm, b);
+	ASSERT_OK(hetmm_mprotect(e->mm, b, SZ_2M, PROT_NONE));
+	assert_int_equal(gup_locked(e->mm, b + 3 * PAGE_SIZE, 1, FOLL_FORCE,
+				    pages),
+			 1);
+	assert_ptr_equal(pages[0], head + 3);
+	put_page(pages[0]);
+	assert_int_equal(gup_locked(e->mm, b, 1, FOLL_WRITE | FOLL_FORCE,
+				    pages),
+			 1);
+	assert_ptr_equal(pages[0], head);
+	dma_write(pages[0], 1, 0x77);
+	put_page(pages[0]);
+	assert_true(pmd_is_leaf(e->mm, b));
+	p = lookup(e->mm, b);
+	assert_true(pte_protnone(p));
+	assert_false(pte_write(p));
+	assert_int_equal(peek_err(e->mm, b), -EFAULT);
+	ASSERT_OK(hetmm_check(e->m));
+	ASSERT_OK(hetmm_mprotect(e->mm, b, SZ_2M, PROT_READ));
+	assert_int_equal(peek(e->mm, b + 1), 0x77);
+	ASSERT_OK(hetmm_check(e->m));
 }
 
 /* ------------------------------------------------- a small device driver */
@@ -1198,9 +1346,11 @@ static void test_p2pdma(void **state)
 	/* A P2PDMA allocator hands a free BAR page out with one reference. */
 	assert_int_equal(folio_ref_count(bar), 0);
 	atomic_store(&bar->page._refcount, 1);
-	/* "Map" it as a driver's mmap would: it replaces a page. */
+	/* "Map" it as a driver's mmap would (vm_insert_page() into a
+	 * VM_MIXEDMAP VMA): it replaces a page. */
 	touch(e->mm, a, 2, 1);
 	mmap_write_lock(e->mm);
+	vma_lookup(e->mm, a)->vm_flags |= VM_MIXEDMAP;
 	pte = pte_offset_map_lock(e->mm, mm_find_pmd(e->mm, a), a, &ptl);
 	old = pfn_to_page(e->m, pte_pfn(ptep_get(pte)));
 	ptep_clear_flush(e->mm, a, pte);
@@ -1335,41 +1485,323 @@ static void test_longterm_movable(void **state)
 }
 
 /*
- * Page cache in ZONE_MOVABLE: the kernel migrates it for a long-term pin.
- * memfs cannot replace a cached folio yet, so the pin fails as a failed
- * migrate_pages() would (-ENOMEM): XFAIL until memfs can.
+ * A shared file mapping of @npages pages of the file @path in @mm (the
+ * file created, sized and filled with bytes 'A' + page index if @fill),
+ * every page faulted in by a read. Returns the address; *@fdp the fd.
+ */
+static unsigned long map_file(struct mm_struct *mm, const char *path,
+			      unsigned long npages, int prot, int flags,
+			      bool fill, int *fdp)
+{
+	int fd = hetmm_open(mm, path, O_RDWR | O_CREAT);
+	long f;
+
+	assert_true(fd >= 0);
+	if (fill) {
+		ASSERT_OK(hetmm_ftruncate(mm, fd, (off_t)(npages * PAGE_SIZE)));
+		for (unsigned long i = 0; i < npages; i++) {
+			char b = (char)('A' + i);
+
+			assert_int_equal(hetmm_pwrite(mm, fd, &b, 1,
+						      (off_t)(i * PAGE_SIZE + 9)),
+					 1);
+		}
+	}
+	f = hetmm_mmap(mm, 0, npages * PAGE_SIZE, prot, flags, fd, 0);
+	assert_true(f > 0);
+	for (unsigned long i = 0; i < npages; i++)
+		(void)peek(mm, (unsigned long)f + i * PAGE_SIZE);
+	*fdp = fd;
+	return (unsigned long)f;
+}
+
+static char pread_byte(struct mm_struct *mm, int fd, off_t off)
+{
+	char b = 0;
+
+	assert_int_equal(hetmm_pread(mm, fd, &b, 1, off), 1);
+	return b;
+}
+
+/*
+ * Page cache in ZONE_MOVABLE, mapped shared by two processes: a long-term
+ * pin migrates the folio first (unmapped from both, copied, the cache slot
+ * handed over, both remapped), then pins the copy, as the kernel does.
  */
 static void test_longterm_movable_pagecache(void **state)
 {
 	struct env *e = *state;
-	struct page *pages[1];
-	int fd = hetmm_open(e->mm, "/shm", O_RDWR | O_CREAT);
-	long f;
-	int r;
+	struct mm_struct *mm2 = hetmm_process_create(e->m);
+	struct page *pages[2], *before;
+	unsigned long a, b;
+	int fd, fd2;
 
-	assert_true(fd >= 0);
+	assert_false(IS_ERR(mm2));
+	a = map_file(e->mm, "/shm", 2, RW, MAP_SHARED, true, &fd);
+	b = map_file(mm2, "/shm", 2, PROT_READ, MAP_SHARED, false, &fd2);
 	ASSERT_OK(hetmm_unlink(e->mm, "/shm"));
-	ASSERT_OK(hetmm_ftruncate(e->mm, fd, PAGE_SIZE));
-	f = hetmm_mmap(e->mm, 0, PAGE_SIZE, RW, MAP_SHARED, fd, 0);
-	assert_true(f > 0);
-	touch(e->mm, (unsigned long)f, 1, 1);
-	ASSERT_OK(hetmm_close(e->mm, fd));
-	if (!page_in_movable(mapped_page(e->mm, (unsigned long)f))) {
+	poke(e->mm, a + PAGE_SIZE + 3, 'w'); /* dirty page 1 via the PTE */
+	before = mapped_page(e->mm, a + PAGE_SIZE);
+	assert_ptr_equal(mapped_page(mm2, b + PAGE_SIZE), before);
+	if (!page_in_movable(before)) {
+		hetmm_exit(mm2);
 		skip(); /* the cache did not use ZONE_MOVABLE */
 		return;
 	}
-	r = pin_user_pages_fast(e->mm, (unsigned long)f, 1,
-				FOLL_WRITE | FOLL_LONGTERM, pages);
-	if (r == -ENOMEM) {
-		assert_int_equal(pins_outstanding(e->m), 0);
-		xfail("memfs cannot migrate a page-cache folio out of "
-		      "ZONE_MOVABLE");
+	assert_int_equal(pin_user_pages_fast(e->mm, a, 2,
+					     FOLL_WRITE | FOLL_LONGTERM, pages),
+			 2);
+	for (int i = 0; i < 2; i++) {
+		unsigned long off = (unsigned long)i * PAGE_SIZE;
+
+		assert_false(page_in_movable(pages[i]));
+		assert_false(folio_test_anon(page_folio(pages[i])));
+		assert_ptr_equal(mapped_page(e->mm, a + off), pages[i]);
+		assert_ptr_equal(mapped_page(mm2, b + off), pages[i]);
+		assert_int_equal(dma_read(pages[i], 9), 'A' + i);
+		assert_int_equal(pread_byte(e->mm, fd, (off_t)off + 9), 'A' + i);
+		assert_int_equal(peek(mm2, b + off + 9), 'A' + i);
+	}
+	assert_true(pages[1] != before);
+	/* The dirty data and state moved with the slot. */
+	assert_int_equal(pread_byte(mm2, fd2, PAGE_SIZE + 3), 'w');
+	assert_true(folio_test_flag(page_folio(pages[1]), PG_dirty));
+	assert_true(pte_write(lookup(e->mm, a + PAGE_SIZE)));
+	/* Coherent both ways: the device writes, the CPUs write. */
+	dma_write(pages[0], 100, 'd');
+	assert_int_equal(peek(mm2, b + 100), 'd');
+	assert_int_equal(pread_byte(mm2, fd2, 100), 'd');
+	poke(e->mm, a + 200, 'c');
+	assert_int_equal(dma_read(pages[0], 200), 'c');
+	ASSERT_OK(hetmm_check(e->m));
+	unpin_user_pages(pages, 2);
+	assert_int_equal(pins_outstanding(e->m), 0);
+	/* Pinning again finds nothing to move. */
+	assert_int_equal(pin_user_pages_fast(e->mm, a, 2,
+					     FOLL_WRITE | FOLL_LONGTERM, pages),
+			 2);
+	assert_ptr_equal(mapped_page(e->mm, a), pages[0]);
+	unpin_user_pages(pages, 2);
+	ASSERT_OK(hetmm_close(e->mm, fd));
+	ASSERT_OK(hetmm_close(mm2, fd2));
+	hetmm_exit(mm2);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+/*
+ * A private file mapping: a long-term pin never keeps page cache there
+ * (R/O pins unshare, writes COW), so the pin is an anon copy, moved off
+ * ZONE_MOVABLE; the cached folio stays as it was.
+ */
+static void test_longterm_movable_pagecache_private(void **state)
+{
+	struct env *e = *state;
+	struct page *pages[1], *cached;
+	unsigned long a;
+	int fd;
+
+	a = map_file(e->mm, "/priv", 1, RW, MAP_PRIVATE, true, &fd);
+	cached = mapped_page(e->mm, a);
+	assert_false(folio_test_anon(page_folio(cached)));
+	for (int w = 0; w < 2; w++) {
+		assert_int_equal(pin_user_pages_fast(e->mm, a, 1,
+						     (w ? FOLL_WRITE : 0) |
+							     FOLL_LONGTERM,
+						     pages),
+				 1);
+		assert_true(folio_test_anon(page_folio(pages[0])));
+		assert_false(page_in_movable(pages[0]));
+		assert_ptr_equal(mapped_page(e->mm, a), pages[0]);
+		assert_int_equal(dma_read(pages[0], 9), 'A');
+		unpin_user_page(pages[0]);
+	}
+	dma_write(pages[0], 9, 'z');
+	assert_int_equal(peek(e->mm, a + 9), 'z');
+	/* The file did not change, nor did its cached folio. */
+	assert_int_equal(pread_byte(e->mm, fd, 9), 'A');
+	assert_ptr_equal(page_folio(cached)->page.mapping != NULL, true);
+	ASSERT_OK(hetmm_close(e->mm, fd));
+	ASSERT_OK(hetmm_unlink(e->mm, "/priv"));
+	assert_int_equal(pins_outstanding(e->m), 0);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+/*
+ * An extra reference to a movable page-cache folio (a short-term GUP
+ * reference here) makes folio_migrate_mapping() refuse (-EAGAIN); after
+ * the retries the long-term pin fails as migrate_pages() failing does
+ * (-ENOMEM), nothing pinned, nothing moved. Once the reference is gone
+ * the pin migrates and succeeds.
+ */
+static void test_longterm_pagecache_busy(void **state)
+{
+	struct env *e = *state;
+	struct page *pages[1], *ref[1], *before;
+	struct folio *src, *dst;
+	unsigned long a;
+	int fd;
+
+	a = map_file(e->mm, "/busy", 1, RW, MAP_SHARED, true, &fd);
+	before = mapped_page(e->mm, a);
+	if (!page_in_movable(before)) {
+		skip();
 		return;
 	}
-	assert_int_equal(r, 1);
-	assert_false(page_in_movable(pages[0]));
-	assert_ptr_equal(mapped_page(e->mm, (unsigned long)f), pages[0]);
+	assert_int_equal(get_user_pages_fast(e->mm, a, 1, 0, ref), 1);
+	assert_ptr_equal(ref[0], before);
+	assert_int_equal(pin_user_pages_fast(e->mm, a, 1,
+					     FOLL_WRITE | FOLL_LONGTERM, pages),
+			 -ENOMEM);
+	assert_int_equal(pins_outstanding(e->m), 0);
+	assert_ptr_equal(mapped_page(e->mm, a), before);
+	assert_int_equal(pread_byte(e->mm, fd, 9), 'A');
+	ASSERT_OK(hetmm_check(e->m));
+
+	/* The step itself: -EAGAIN with the reference, 0 without. */
+	src = page_folio(before);
+	folio_get(src); /* isolation */
+	dst = folio_alloc(e->m, GFP_KERNEL, 0);
+	assert_non_null(dst);
+	folio_lock(src);
+	assert_true(folio_trylock(dst));
+	mmap_read_lock(e->mm);
+	assert_int_equal(migrate_pagecache_folio(dst, src), -EAGAIN);
+	mmap_read_unlock(e->mm);
+	assert_ptr_equal(mapped_page(e->mm, a), before);
+	assert_null(dst->page.mapping);
+	put_page(ref[0]);
+	mmap_read_lock(e->mm);
+	assert_int_equal(migrate_pagecache_folio(dst, src), 0);
+	mmap_read_unlock(e->mm);
+	folio_unlock(dst);
+	folio_unlock(src);
+	assert_null(src->page.mapping);
+	assert_int_equal(folio_ref_count(src), 1);
+	assert_ptr_equal(mapped_page(e->mm, a), &dst->page);
+	folio_put(src);
+	folio_put(dst);
+	assert_int_equal(pread_byte(e->mm, fd, 9), 'A');
+	assert_int_equal(peek(e->mm, a + 9), 'A');
+	ASSERT_OK(hetmm_check(e->m));
+
+	/* And through GUP: now nothing to move (dst is not movable). */
+	assert_int_equal(pin_user_pages_fast(e->mm, a, 1,
+					     FOLL_WRITE | FOLL_LONGTERM, pages),
+			 1);
+	assert_ptr_equal(pages[0], &dst->page);
 	unpin_user_page(pages[0]);
+	ASSERT_OK(hetmm_close(e->mm, fd));
+	ASSERT_OK(hetmm_unlink(e->mm, "/busy"));
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+/* A short-term pin taken first makes the long-term one fail: retry. */
+static void test_longterm_pagecache_pinned_retry(void **state)
+{
+	struct env *e = *state;
+	struct page *pages[1], *st[1], *before;
+	unsigned long a;
+	int fd;
+
+	a = map_file(e->mm, "/pinned", 1, RW, MAP_SHARED, true, &fd);
+	before = mapped_page(e->mm, a);
+	if (!page_in_movable(before)) {
+		skip();
+		return;
+	}
+	assert_int_equal(pin_user_pages_fast(e->mm, a, 1, FOLL_WRITE, st), 1);
+	assert_int_equal(pup_locked(e->mm, a, 1, FOLL_WRITE | FOLL_LONGTERM,
+				    pages),
+			 -ENOMEM);
+	assert_int_equal(pins_outstanding(e->m), 1);
+	assert_ptr_equal(mapped_page(e->mm, a), before);
+	unpin_user_page(st[0]);
+	assert_int_equal(pup_locked(e->mm, a, 1, FOLL_WRITE | FOLL_LONGTERM,
+				    pages),
+			 1);
+	assert_false(page_in_movable(pages[0]));
+	assert_int_equal(dma_read(pages[0], 9), 'A');
+	unpin_user_page(pages[0]);
+	ASSERT_OK(hetmm_close(e->mm, fd));
+	ASSERT_OK(hetmm_unlink(e->mm, "/pinned"));
+	assert_int_equal(pins_outstanding(e->m), 0);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+/*
+ * hugetlbfs, the large page cache memfs has: a 2 MiB folio in
+ * ZONE_MOVABLE is migrated whole (PMD migration entries) before a
+ * long-term pin, in both processes mapping it; memfd_pin_folios too.
+ */
+static void test_longterm_movable_pagecache_huge(void **state)
+{
+	struct env *e = *state;
+	struct mm_struct *mm2 = hetmm_process_create(e->m);
+	struct hetmm_fs *fs = hetmm_machine_fs(e->m);
+	struct page *pages[2], *head;
+	struct folio *folios[1];
+	struct file *file;
+	unsigned long a, b;
+	pgoff_t off;
+	int fd, fd2;
+	long f;
+
+	assert_false(IS_ERR(mm2));
+	fd = hetmm_open_kind(e->mm, "/huge", O_RDWR | O_CREAT, 2);
+	assert_true(fd >= 0);
+	ASSERT_OK(hetmm_ftruncate(e->mm, fd, SZ_2M));
+	assert_int_equal(hetmm_pwrite(e->mm, fd, "H", 1, PAGE_SIZE + 1), 1);
+	fd2 = hetmm_open(mm2, "/huge", O_RDWR);
+	assert_true(fd2 >= 0);
+	f = hetmm_mmap(e->mm, 0, SZ_2M, RW, MAP_SHARED, fd, 0);
+	assert_true(f > 0);
+	a = (unsigned long)f;
+	f = hetmm_mmap(mm2, 0, SZ_2M, PROT_READ, MAP_SHARED, fd2, 0);
+	assert_true(f > 0);
+	b = (unsigned long)f;
+	assert_int_equal(peek(e->mm, a + PAGE_SIZE + 1), 'H');
+	assert_int_equal(peek(mm2, b + PAGE_SIZE + 1), 'H');
+	head = mapped_page(e->mm, a);
+	if (!page_in_movable(head)) {
+		hetmm_exit(mm2);
+		skip();
+		return;
+	}
+	assert_int_equal(pin_user_pages_fast(e->mm, a + PAGE_SIZE, 2,
+					     FOLL_WRITE | FOLL_LONGTERM, pages),
+			 2);
+	assert_false(page_in_movable(pages[0]));
+	assert_true(folio_test_hugetlb(page_folio(pages[0])));
+	assert_ptr_equal(pages[1], pages[0] + 1);
+	assert_true(pmd_is_leaf(e->mm, a) && pmd_is_leaf(mm2, b));
+	assert_ptr_equal(mapped_page(e->mm, a + PAGE_SIZE), pages[0]);
+	assert_ptr_equal(mapped_page(mm2, b + PAGE_SIZE), pages[0]);
+	assert_int_equal(dma_read(pages[0], 1), 'H');
+	dma_write(pages[1], 0, 'J');
+	assert_int_equal(peek(mm2, b + 2 * PAGE_SIZE), 'J');
+	assert_int_equal(pread_byte(mm2, fd2, 2 * PAGE_SIZE), 'J');
+	ASSERT_OK(hetmm_check(e->m));
+	unpin_user_pages(pages, 2);
+	ASSERT_OK(hetmm_close(e->mm, fd));
+	ASSERT_OK(hetmm_close(mm2, fd2));
+	hetmm_exit(mm2);
+	ASSERT_OK(hetmm_check(e->m));
+
+	/* memfd_pin_folios: a fresh movable cache folio moves too. */
+	file = hetmm_fs_open(fs, "/memfd-mv", O_RDWR | O_CREAT,
+			     HETMM_FS_TMPFS);
+	assert_false(IS_ERR(file));
+	ASSERT_OK(file_truncate(file, PAGE_SIZE));
+	assert_int_equal(file_pwrite(file, "m", 1, 5), 1);
+	assert_int_equal(memfd_pin_folios(file, 0, 10, folios, 1, &off), 1);
+	assert_false(folio_zone(folios[0]) == ZONE_MOVABLE);
+	assert_int_equal(((char *)folio_address(folios[0]))[5], 'm');
+	unpin_folios(folios, 1);
+	fput(file);
+	ASSERT_OK(hetmm_fs_unlink(fs, "/memfd-mv"));
+	ASSERT_OK(hetmm_unlink(e->mm, "/huge"));
+	assert_int_equal(pins_outstanding(e->m), 0);
+	ASSERT_OK(hetmm_check(e->m));
 }
 
 /* --------------------------------------------------------- other flags */
@@ -2488,6 +2920,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_force_read_unpopulated_prot_none, env_setup,
 			env_teardown),
+		cmocka_unit_test_setup_teardown(test_force_write_prot_none,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_force_prot_none_thp,
+						env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_device_private, env_setup,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_device_coherent, env_setup,
@@ -2499,6 +2935,18 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_longterm_movable_pagecache,
 						env_setup_movable,
 						env_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_longterm_movable_pagecache_private,
+			env_setup_movable, env_teardown),
+		cmocka_unit_test_setup_teardown(test_longterm_pagecache_busy,
+						env_setup_movable,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_longterm_pagecache_pinned_retry, env_setup_movable,
+			env_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_longterm_movable_pagecache_huge, env_setup_movable,
+			env_teardown),
 		cmocka_unit_test_setup_teardown(test_nowait_migration_entry,
 						env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_hwpoison_entry, env_setup,

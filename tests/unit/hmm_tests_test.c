@@ -12,13 +12,9 @@
  * and runs the machine's invariant checker (the "dmirror" checker among
  * others) and the leak check. What each scenario asserts is spec 5.8.
  *
- * Not here: mixedmap, which mmap()s the device file: that needs a driver
- * mmap handler on a file descriptor and vm_insert_page() into a
- * VM_MIXEDMAP VMA, which the mm layer lacks. It is not registered at all
- * (a cmocka skip prints "not ok # SKIP", which meson and
- * scripts/tap_total.py count as a failure); main() says so in a TAP
- * comment. hmm_gup_test calls the GUP layer directly (where gup_test's
- * ioctls would), and skips in a tree without hetmm/gup.h.
+ * mixedmap mmap()s the device file: dmirror_mmap() on the mirror stands
+ * for mmap(self->fd). hmm_gup_test calls the GUP layer directly (where
+ * gup_test's ioctls would), and skips in a tree without hetmm/gup.h.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -885,6 +881,30 @@ static void anon_teardown(void **state)
 	check_machine(e->m);
 }
 
+/*
+ * A snapshot of a mapping of the device file itself: its pages were put
+ * there with vm_insert_page() (a VM_MIXEDMAP VMA), and a private writable
+ * mapping of them is read-only.
+ */
+static void mixedmap(void **state)
+{
+	struct env *e = *state;
+	unsigned long npages = 1, size = npages << PAGE_SHIFT;
+	struct hmm_buffer *b = buffer_new(size, npages);
+	unsigned char *m = b->mirror;
+	long p;
+
+	p = dmirror_mmap(e->fd, e->mm, 0, size, RW, MAP_PRIVATE);
+	assert_true(p > 0);
+	b->ptr = (unsigned long)p;
+
+	ASSERT_OK(dmirror_cmd(e->fd, HMM_DMIRROR_SNAPSHOT, b, npages));
+	assert_int_equal(b->cpages, npages);
+	assert_int_equal(m[0], HMM_DMIRROR_PROT_READ);
+	check_machine(e->m);
+	buffer_free(e->mm, b);
+}
+
 static void snapshot(void **state)
 {
 	struct env *e = *state;
@@ -1558,6 +1578,7 @@ static void benchmark_thp_migration(void **state)
 	HMM_TEST(migrate_multiple, variant),           \
 	HMM_TEST(anon_read_multiple, variant),         \
 	HMM_TEST(anon_teardown, variant),              \
+	HMM_TEST(mixedmap, variant),                   \
 	HMM_TEST(snapshot, variant),                   \
 	HMM_TEST(compound, variant),                   \
 	HMM_TEST(double_map, variant),                 \
@@ -1592,7 +1613,5 @@ int main(void)
 		cmocka_set_test_filter(filter);
 	if (skip_filter)
 		cmocka_set_skip_filter(skip_filter);
-	printf("# mixedmap: not run (needs vm_insert_page() into a "
-	       "VM_MIXEDMAP VMA of a device file mmap)\n");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -547,6 +547,82 @@ static void test_pinned_folio_outlives_file(void **state)
 	fixture_finish(&fx);
 }
 
+/*
+ * folio_migrate_mapping(): refused (-EAGAIN, nothing changed) while the
+ * old folio has a reference beyond the cache's and the migrator's; else
+ * the copy takes the slot, the cache's reference, PG_dirty with the dirty
+ * mark, and the old folio leaves the cache.
+ */
+static void test_migrate_mapping(void **state)
+{
+	struct fs_fixture fx;
+	struct folio *src, *dst, *extra, *found;
+	struct file *f, *wb;
+
+	(void)state;
+	fixture_init(&fx, true);
+	f = open_ok(fx.fs, "mig", O_RDWR | O_CREAT, HETMM_FS_TMPFS);
+	wb = open_ok(fx.fs, "mig-wb", O_RDWR | O_CREAT, HETMM_FS_WRITEBACK);
+	assert_int_equal(file_pwrite(f, "abc", 3, PS + 1), 3);
+	src = filemap_get_folio(f->f_mapping, 1); /* the migrator's */
+	assert_false(IS_ERR(src));
+	extra = filemap_get_folio(f->f_mapping, 1); /* e.g. a pread */
+	dst = folio_alloc(fx.m, GFP_KERNEL, 0);
+	assert_non_null(dst);
+	folio_lock(src);
+	assert_true(folio_trylock(dst));
+	memcpy(folio_address(dst), folio_address(src), PAGE_SIZE);
+	assert_int_equal(folio_migrate_mapping(f->f_mapping, dst, src, 0),
+			 -EAGAIN);
+	assert_ptr_equal(src->page.mapping, f->f_mapping);
+	assert_null(dst->page.mapping);
+	assert_int_equal(folio_ref_count(dst), 1);
+	/* ... unless the caller says it expects that reference. */
+	assert_int_equal(folio_migrate_mapping(f->f_mapping, dst, src, 1), 0);
+	folio_put(extra);
+	folio_unlock(dst);
+	folio_unlock(src);
+	assert_null(src->page.mapping);
+	assert_false(folio_test_flag(src, PG_dirty));
+	assert_int_equal(folio_ref_count(src), 1);
+	folio_put(src);
+	found = filemap_get_folio(f->f_mapping, 1);
+	assert_ptr_equal(found, dst);
+	assert_ptr_equal(dst->page.mapping, f->f_mapping);
+	assert_int_equal(dst->page.index, 1);
+	assert_true(folio_test_flag(dst, PG_dirty));
+	assert_true(xa_get_mark(&f->f_mapping->i_pages, 1, PAGECACHE_TAG_DIRTY));
+	assert_true(folio_test_flag(dst, PG_swapbacked));
+	assert_int_equal(folio_ref_count(dst), 3); /* cache, alloc, lookup */
+	folio_put(found);
+	folio_put(dst); /* the allocation's: the cache keeps it */
+	assert_check_clean(fx.m);
+
+	/* A clean folio of a writeback file stays clean. */
+	assert_int_equal(file_pwrite(wb, "x", 1, 0), 1);
+	assert_int_equal(hetmm_inode_writeback(file_inode(wb)), 1);
+	src = filemap_get_folio(wb->f_mapping, 0);
+	dst = folio_alloc(fx.m, GFP_KERNEL, 0);
+	assert_non_null(dst);
+	folio_lock(src);
+	assert_true(folio_trylock(dst));
+	assert_int_equal(folio_migrate_mapping(wb->f_mapping, dst, src, 0), 0);
+	folio_unlock(dst);
+	folio_unlock(src);
+	folio_put(src);
+	assert_false(folio_test_flag(dst, PG_dirty));
+	assert_false(folio_test_flag(dst, PG_swapbacked));
+	folio_put(dst);
+	assert_check_clean(fx.m);
+
+	fput(f);
+	fput(wb);
+	ASSERT_OK(hetmm_fs_unlink(fx.fs, "mig"));
+	ASSERT_OK(hetmm_fs_unlink(fx.fs, "mig-wb"));
+	assert_int_equal(pages_used(&fx), 0);
+	fixture_finish(&fx);
+}
+
 static void test_two_filesystems(void **state)
 {
 	struct fs_fixture fx;
@@ -1073,6 +1149,7 @@ int main(void)
 		cmocka_unit_test(test_truncate_mapped_is_bug),
 		cmocka_unit_test(test_unlink_while_open),
 		cmocka_unit_test(test_pinned_folio_outlives_file),
+		cmocka_unit_test(test_migrate_mapping),
 		cmocka_unit_test(test_two_filesystems),
 		cmocka_unit_test(test_grab_get),
 		cmocka_unit_test(test_grab_xarray_enomem),

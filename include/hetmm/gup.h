@@ -74,10 +74,6 @@
  *     to wait for a migration to finish. There are no signals: the slow
  *     entry points accept FOLL_INTERRUPTIBLE and never return -EINTR (nor
  *     -EAGAIN for an interrupted mmap_lock).
- *   - A FOLL_FORCE write to a read-only private mapping is faulted with
- *     FAULT_FLAG_UNSHARE (handle_mm_fault refuses FAULT_FLAG_WRITE without
- *     VM_WRITE): it yields the same exclusive anonymous page, still mapped
- *     read-only, which the FORCE rule then lets us follow for writing.
  *   - nr_pages == 0 to a *_fast call returns 0 (the kernel documents 0).
  *   - A pin that would overflow a folio's refcount fails with -ENOMEM
  *     (the kernel only refuses once the count has gone negative).
@@ -88,11 +84,12 @@
  *   - GUP-fast does not look at the address_space of a file folio (inodes
  *     are not RCU-freed here): PIN|LONGTERM|WRITE on any file folio other
  *     than hugetlb falls back to the slow path, which decides by the VMA.
- *   - FOLL_LONGTERM migrates ZONE_MOVABLE anonymous folios (small, THP,
- *     hugetlb) and DEVICE_COHERENT folios. A page-cache folio in
- *     ZONE_MOVABLE cannot be migrated (memfs has no page-cache
- *     replacement), so such a long-term pin fails with -ENOMEM as a failed
- *     migrate_pages() would.
+ *   - FOLL_LONGTERM migrates ZONE_MOVABLE folios (anonymous: small, THP,
+ *     hugetlb; page cache: small and hugetlbfs, via
+ *     migrate_pagecache_folio()) and DEVICE_COHERENT folios. A page-cache
+ *     folio still held by an unexpected reference after 10 tries fails the
+ *     pin with -ENOMEM, as a failed migrate_pages() would, with nothing
+ *     left pinned.
  *
  * Locking: see the top of src/gup/gup.c.
  */

@@ -164,9 +164,16 @@ int hetmm_cpu_cmpxchg(struct mm_struct *mm, unsigned int cpu,
 
 /*
  * handle_mm_fault - resolve a fault at @addr in @vma.
- * @flags: FAULT_FLAG_WRITE and/or FAULT_FLAG_UNSHARE (not both),
+ * @flags: FAULT_FLAG_WRITE or FAULT_FLAG_UNSHARE (not both),
  *         FAULT_FLAG_REMOTE.
- * Return: 0 (the access may be retried), -EFAULT (not allowed), -ENOMEM.
+ * Checking the access against the VMA's protection is the caller's job
+ * (the CPU path, GUP's FOLL_FORCE rules, hmm_range_fault): as in the
+ * kernel, only the flags themselves are checked here (a write needs
+ * VM_MAYWRITE, and VM_WRITE unless the mapping is copy-on-write; an
+ * unshare outside a COW mapping is a read). Entries created in a VMA
+ * without access are PROTNONE.
+ * Return: 0 (the access may be retried), -EFAULT (flags refused, outside
+ * the VMA, beyond EOF, or a driver mapping with no page there), -ENOMEM.
  * Context: mmap_lock held for read.
  */
 int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr,

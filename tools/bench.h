@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* bench.h - what the benchmark files share (bench.c, bench_dev.c). */
+/* bench.h - what the benchmark files share (bench.c, bench_dev.c,
+ * bench_gup.c). */
 #ifndef HETMM_TOOLS_BENCH_H
 #define HETMM_TOOLS_BENCH_H
 
@@ -40,5 +41,24 @@ void bench_hmmsnap(const struct bench_opts *o, struct bench_result *res);
 void bench_migrate4k(const struct bench_opts *o, struct bench_result *res);
 void bench_migrate2m(const struct bench_opts *o, struct bench_result *res);
 void bench_devfault(const struct bench_opts *o, struct bench_result *res);
+
+/*
+ * Pinning benchmarks (bench_gup.c), like the kernel's gup_test, against
+ * io_uring buffer registration: GUP_FAST, PIN_FAST, PIN_LONGTERM and the
+ * range outputs (folio runs, phys runs, packed PFNs), over 4 KiB-backed
+ * (*4k) and THP-backed (*2m) memory.
+ */
+void bench_gup4k(const struct bench_opts *o, struct bench_result *res);
+void bench_gup2m(const struct bench_opts *o, struct bench_result *res);
+void bench_pin4k(const struct bench_opts *o, struct bench_result *res);
+void bench_pin2m(const struct bench_opts *o, struct bench_result *res);
+void bench_pinlt4k(const struct bench_opts *o, struct bench_result *res);
+void bench_pinlt2m(const struct bench_opts *o, struct bench_result *res);
+void bench_rfolio4k(const struct bench_opts *o, struct bench_result *res);
+void bench_rfolio2m(const struct bench_opts *o, struct bench_result *res);
+void bench_rphys4k(const struct bench_opts *o, struct bench_result *res);
+void bench_rphys2m(const struct bench_opts *o, struct bench_result *res);
+void bench_rpfn4k(const struct bench_opts *o, struct bench_result *res);
+void bench_rpfn2m(const struct bench_opts *o, struct bench_result *res);
 
 #endif

@@ -591,8 +591,14 @@ void unpin_user_ranges(const struct gup_range_output *out, bool make_dirty)
 		if (out->format == GUP_RANGE_FOLIO) {
 			struct gup_folio_range *r = folio_slot(o, b, i);
 
-			__gup_unpin_range(folio_page(r->folio, r->offset),
-					  r->nr_pages, make_dirty);
+			/* A folio run never spans folios: one put. */
+			if (make_dirty)
+				__gup_unpin_range(folio_page(r->folio,
+							     r->offset),
+						  r->nr_pages, true);
+			else
+				__gup_put_folio(r->folio, (int)r->nr_pages,
+						FOLL_PIN);
 		} else {
 			struct phys_vec *r = phys_slot(o, b, i);
 

@@ -4,7 +4,8 @@
  *
  * "mm" verifies, over every live address space:
  *   - every PTE lies inside a VMA, grants no more than the VMA allows
- *     (no write without VM_WRITE, PROTNONE iff the VMA allows no access),
+ *     (no write without VM_WRITE, PROTNONE iff the VMA allows no access:
+ *     PTEs and PMD leaves alike),
  *     and a writable PTE of a private mapping maps an AnonExclusive page;
  *   - a present PTE maps a page with no rmap (neither anonymous nor in a
  *     file: a driver's page from vm_insert_page()) only in a VM_MIXEDMAP
@@ -132,6 +133,11 @@ static int check_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
 	if (pte_write(e) && !(vma->vm_flags & VM_WRITE))
 		hetmm_check_fail(wc->ctx, "mm %u: writable PMD at %#lx in a VMA without VM_WRITE",
 				 wc->asid, addr);
+	if (pte_protnone(e) !=
+	    !(vma->vm_flags & (VM_READ | VM_WRITE | VM_EXEC)))
+		hetmm_check_fail(wc->ctx, "mm %u: PMD leaf at %#lx protnone=%d, VMA allows %s",
+				 wc->asid, addr, pte_protnone(e),
+				 pte_protnone(e) ? "access" : "nothing");
 	if (pte_write(e) && !(vma->vm_flags & VM_SHARED) &&
 	    !PageAnonExclusive(&folio->page))
 		hetmm_check_fail(wc->ctx, "mm %u: writable private PMD at %#lx maps a non-exclusive folio",

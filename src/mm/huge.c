@@ -33,6 +33,14 @@
  *     either into 512 PTE entries of the same kind.
  *   - Read faults on none PMDs map the 4 KiB zero page (no huge zero page);
  *     a write fault in such a range then uses 4 KiB pages.
+ *   - New leaves (THP and hugetlb) get the VMA's protection (mk_huge_pmd):
+ *     in a VMA without VM_READ/VM_WRITE/VM_EXEC, which only FOLL_FORCE
+ *     faults reach, a leaf is PROTNONE and read-only; GUP follows it, the
+ *     MMU and GUP-fast refuse it, and a fault keeps it PROTNONE. A write
+ *     fault makes a leaf writable only with VM_WRITE: a FOLL_FORCE write
+ *     to a read-only private mapping reuses an exclusive folio in place
+ *     (or copies: hugetlb all 2 MiB, THP by a split and a 4 KiB COW) and
+ *     leaves the entry read-only.
  *
  * hugetlb (MAP_HUGETLB, and every mapping of a HETMM_FS_HUGETLBFS file):
  * VMAs with VM_HUGETLB are 2 MiB aligned (file offsets too) and only ever
@@ -122,14 +130,19 @@ static struct page *pgtable_withdraw(struct mm_struct *mm, pmd_t *pmd)
 	return pgtable;
 }
 
+/*
+ * A fresh PMD leaf of @pfn in @vma: young and dirty, writable if @writable
+ * and the VMA has VM_WRITE, PROTNONE (and read-only) if the VMA allows no
+ * access at all.
+ */
 static pmd_t mk_huge_pmd(unsigned long pfn, struct vm_area_struct *vma,
 			 bool writable)
 {
 	pmd_t e = pfn_pmd_leaf(pfn, _PAGE_YOUNG | _PAGE_DIRTY | _PAGE_SOFT_DIRTY);
 
-	if (writable && (vma->vm_flags & VM_WRITE))
-		e = pte_mkwrite(e);
-	return e;
+	if (writable)
+		e = maybe_mkwrite(e, vma);
+	return vma_entry_prot(vma, e);
 }
 
 static void anon_folio_prep(struct folio *folio, struct vm_area_struct *vma,
@@ -200,8 +213,16 @@ int do_huge_pmd_fault(struct vm_area_struct *vma, pmd_t *pmd,
 		spin_unlock(&mm->page_table_lock);
 		return 0; /* changed under us: retry */
 	}
+	if (pte_protnone(e) &&
+	    (vma->vm_flags & (VM_READ | VM_WRITE | VM_EXEC))) {
+		/* The VMA allows access again (mprotect raced): restore. */
+		e = pte_clear_flags(e, _PAGE_PROTNONE);
+		set_pte(pmd, e);
+	}
 	if (!(write || unshare) || pte_write(e)) {
-		e = pte_mkyoung(pte_clear_flags(e, _PAGE_PROTNONE));
+		/* Just accessed; a PROTNONE leaf (FOLL_FORCE in a PROT_NONE
+		 * VMA) stays PROTNONE. */
+		e = pte_mkyoung(e);
 		if (write)
 			e = pte_mkdirty(e);
 		set_pte(pmd, e);
@@ -211,7 +232,8 @@ int do_huge_pmd_fault(struct vm_area_struct *vma, pmd_t *pmd,
 	folio = page_folio(pfn_to_page(mm->machine, pte_pfn(e)));
 	if (vma->vm_flags & VM_SHARED) {
 		/* Shared hugetlb: never COW; the cache folio becomes writable
-		 * (a write after mprotect made the leaf read-only). */
+		 * (a write after mprotect made the leaf read-only). A write
+		 * here has VM_WRITE: sanitize_fault_flags() refuses the rest. */
 		if (write) {
 			folio_mark_dirty(folio);
 			set_pte(pmd, pte_mkwrite(pte_mkyoung(pte_mkdirty(e))));
@@ -224,10 +246,15 @@ int do_huge_pmd_fault(struct vm_area_struct *vma, pmd_t *pmd,
 	    (PageAnonExclusive(&folio->page) ||
 	     atomic_load_explicit(&folio->page._refcount,
 				  memory_order_acquire) == 1)) {
-		/* Ours alone: reuse the whole folio in place. */
+		/*
+		 * Ours alone: reuse the whole folio in place. Without VM_WRITE
+		 * (a FOLL_FORCE write) COW is broken, but the leaf stays
+		 * read-only, and PROTNONE in a PROT_NONE VMA.
+		 */
 		SetPageAnonExclusive(&folio->page);
 		if (!unshare)
-			set_pte(pmd, pte_mkwrite(pte_mkyoung(pte_mkdirty(e))));
+			set_pte(pmd, maybe_mkwrite(pte_mkyoung(pte_mkdirty(e)),
+						   vma));
 		spin_unlock(&mm->page_table_lock);
 		count_stat(HETMM_STAT_fault_wp_reuse);
 		return 0;

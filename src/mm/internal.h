@@ -42,6 +42,31 @@ static inline bool is_cow_mapping(unsigned long flags)
 	return (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE;
 }
 
+/*
+ * The protection a fresh entry @e gets in @vma (the kernel's vm_page_prot):
+ * PROTNONE and read-only in a VMA without VM_READ, VM_WRITE or VM_EXEC
+ * (only FOLL_FORCE faults there; the MMU and GUP-fast refuse the entry),
+ * unchanged elsewhere. For PTEs and PMD leaves alike.
+ */
+static inline pte_t vma_entry_prot(const struct vm_area_struct *vma, pte_t e)
+{
+	if (!(vma->vm_flags & (VM_READ | VM_WRITE | VM_EXEC)))
+		return pte_set_flags(pte_wrprotect(e), _PAGE_PROTNONE);
+	return e;
+}
+
+/*
+ * maybe_mkwrite(): @e made writable only if @vma has VM_WRITE. A write
+ * fault without it (FOLL_FORCE in a COW mapping) breaks COW or reuses an
+ * exclusive page but leaves the entry read-only.
+ */
+static inline pte_t maybe_mkwrite(pte_t e, const struct vm_area_struct *vma)
+{
+	if (vma->vm_flags & VM_WRITE)
+		return pte_mkwrite(e);
+	return e;
+}
+
 /* rmap counting of one PTE mapping of a page (of any folio size). */
 static inline void page_add_pte_rmap(struct page *page)
 {

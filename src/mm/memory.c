@@ -21,10 +21,10 @@
  *   - handle_mm_fault() checks only what the kernel's sanitize_fault_flags()
  *     does; VMA access is its callers' business (the CPU path refuses
  *     inaccessible VMAs before faulting; GUP lets FOLL_FORCE in). Entries
- *     made in a VMA without VM_READ/VM_WRITE/VM_EXEC are PROTNONE and
- *     read-only (the MMU and GUP-fast refuse them), and never writable
- *     without VM_WRITE (a FOLL_FORCE write leaves an exclusive read-only
- *     page).
+ *     made in a VMA without VM_READ/VM_WRITE/VM_EXEC, PTEs and PMD leaves
+ *     (huge.c) alike, are PROTNONE and read-only (the MMU and GUP-fast
+ *     refuse them), and never writable without VM_WRITE (a FOLL_FORCE
+ *     write leaves an exclusive read-only page or folio).
  *   - A PTE that is removed or replaced is flushed from the TLBs before the
  *     page it mapped loses the PTE's reference (mmu_gather, or
  *     ptep_clear_flush for a single replacement).
@@ -95,18 +95,6 @@ static bool vma_is_accessible(const struct vm_area_struct *vma)
 	return vma->vm_flags & (VM_READ | VM_WRITE | VM_EXEC);
 }
 
-/*
- * The VMA's page protection on a fresh entry: in an inaccessible VMA
- * (PROT_NONE, reached only by FOLL_FORCE) the entry is PROTNONE and
- * read-only, so no CPU access and no GUP-fast can use it.
- */
-static pte_t vma_entry_prot(struct vm_area_struct *vma, pte_t e)
-{
-	if (!vma_is_accessible(vma))
-		return pte_set_flags(pte_wrprotect(e), _PAGE_PROTNONE);
-	return e;
-}
-
 /* The PTE bits a fresh mapping of a page gets in @vma. */
 static pte_t mk_pte_vma(unsigned long pfn, struct vm_area_struct *vma,
 			bool writable, bool dirty)
@@ -115,8 +103,8 @@ static pte_t mk_pte_vma(unsigned long pfn, struct vm_area_struct *vma,
 
 	if (dirty)
 		e = pte_mkdirty(e);
-	if (writable && (vma->vm_flags & VM_WRITE))
-		e = pte_mkwrite(e);
+	if (writable)
+		e = maybe_mkwrite(e, vma);
 	return vma_entry_prot(vma, e);
 }
 
@@ -284,12 +272,10 @@ static int do_wp_page(struct vm_area_struct *vma, pmd_t *pmd, pte_t *pte,
 		old = pfn_to_page(mm->machine, pte_pfn(orig));
 	if (old && wp_can_reuse_anon_page(old)) {
 		SetPageAnonExclusive(old);
-		if (!unshare) {
-			entry = pte_mkyoung(pte_mkdirty(orig));
-			if (vma->vm_flags & VM_WRITE)
-				entry = pte_mkwrite(entry);
-			set_pte(pte, entry);
-		}
+		if (!unshare)
+			set_pte(pte,
+				maybe_mkwrite(pte_mkyoung(pte_mkdirty(orig)),
+					      vma));
 		spin_unlock(ptl);
 		count_stat(HETMM_STAT_fault_wp_reuse);
 		return 0;
@@ -325,11 +311,8 @@ static int do_wp_page(struct vm_area_struct *vma, pmd_t *pmd, pte_t *pte,
 		return 0;
 	}
 	entry = pfn_pte(folio_pfn(copy), _PAGE_YOUNG);
-	if (!unshare) {
-		entry = pte_mkdirty(entry);
-		if (vma->vm_flags & VM_WRITE)
-			entry = pte_mkwrite(entry);
-	}
+	if (!unshare)
+		entry = maybe_mkwrite(pte_mkdirty(entry), vma);
 	entry = vma_entry_prot(vma, entry);
 	/* No CPU may read the old page through a stale entry after this. */
 	ptep_clear_flush(mm, addr, pte);
@@ -589,8 +572,9 @@ static int sanitize_fault_flags(struct vm_area_struct *vma,
  * are not checked here beyond sanitize_fault_flags(): the callers decide
  * (the CPU path and hmm_range_fault() refuse inaccessible VMAs, GUP lets
  * FOLL_FORCE through). A fault in a PROT_NONE VMA installs PROTNONE
- * entries, which GUP follows and the MMU refuses. A write without VM_WRITE
- * (FOLL_FORCE in a COW mapping) leaves an exclusive, read-only page.
+ * entries (PTEs, THP and hugetlb leaves), which GUP follows and the MMU
+ * refuses. A write without VM_WRITE (FOLL_FORCE in a COW mapping) leaves
+ * an exclusive, read-only page or folio.
  */
 int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr,
 		    unsigned int flags)
@@ -613,41 +597,20 @@ int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr,
 		return -EFAULT;
 	write = flags & FAULT_FLAG_WRITE;
 
-	if (vma->vm_flags & VM_HUGETLB) {
-		/*
-		 * huge.c builds leaves without the VMA's PROTNONE and makes a
-		 * reused leaf writable without looking at VM_WRITE: keep
-		 * FOLL_FORCE out of inaccessible hugetlb VMAs, and break COW
-		 * of a read-only one with an unshare (same result: an
-		 * exclusive page, mapped read-only).
-		 */
-		if (!vma_is_accessible(vma))
-			return -EFAULT;
-		if (write && !(vma->vm_flags & VM_WRITE))
-			flags = (flags & ~FAULT_FLAG_WRITE) | FAULT_FLAG_UNSHARE;
+	if (vma->vm_flags & VM_HUGETLB)
 		return hugetlb_fault(vma, addr, flags);
-	}
 	pud = pud_alloc(mm, pgd_offset(mm, addr), addr);
 	pmd = pud ? pmd_alloc(mm, pud, addr) : NULL;
 	if (!pmd)
 		return -ENOMEM;
-	/* A THP made here would lack PROTNONE: PTEs in inaccessible VMAs. */
-	if (pte_none(ptep_get(pmd)) && write && vma_is_accessible(vma) &&
-	    vma_thp_allowed(vma, addr)) {
+	if (pte_none(ptep_get(pmd)) && write && vma_thp_allowed(vma, addr)) {
 		int ret = do_huge_pmd_anonymous_page(vma, pmd, addr);
 
 		if (ret != -EAGAIN)
 			return ret;
 	}
-	if (pmd_leaf(ptep_get(pmd))) {
-		/* As for hugetlb above; a read in an inaccessible VMA has
-		 * nothing to do (the leaf stays PROTNONE). */
-		if (write && !(vma->vm_flags & VM_WRITE))
-			flags = (flags & ~FAULT_FLAG_WRITE) | FAULT_FLAG_UNSHARE;
-		if (!vma_is_accessible(vma) && !(flags & FAULT_FLAG_UNSHARE))
-			return 0;
+	if (pmd_leaf(ptep_get(pmd)))
 		return do_huge_pmd_fault(vma, pmd, addr, flags);
-	}
 	if (!pte_none(ptep_get(pmd)) && !pte_present(ptep_get(pmd)))
 		return do_huge_pmd_nonpresent(vma, pmd, addr, flags);
 	if (__pte_alloc(mm, pmd))

@@ -1021,37 +1021,124 @@ static void test_force_write_prot_none(void **state)
 	ASSERT_OK(hetmm_check(e->m));
 }
 
+static char pread_byte(struct mm_struct *mm, int fd, off_t off);
+
+/* The entry of @addr, asserted to be a PROTNONE read-only PMD leaf. */
+static pte_t assert_protnone_leaf(struct mm_struct *mm, unsigned long addr)
+{
+	pte_t p = lookup(mm, addr);
+
+	assert_true(pmd_is_leaf(mm, addr));
+	assert_true(pte_present(p));
+	assert_true(pte_protnone(p));
+	assert_false(pte_write(p));
+	return p;
+}
+
 /*
- * THP and PROT_NONE: a FORCE fault in an inaccessible THP-eligible region
- * builds PTEs (PROTNONE); a populated THP made PROT_NONE is followed as
- * it is (a PROTNONE leaf), for reads and FORCE writes alike.
+ * The CPU and GUP-fast refuse the PROTNONE leaf at @addr, whose byte at
+ * @addr is @v, without changing the entry or the byte.
+ */
+static void assert_cpu_refused(struct mm_struct *mm, unsigned long addr,
+			       unsigned char v)
+{
+	pte_t before = lookup(mm, addr);
+	struct page *page = mapped_page(mm, addr), *pages[1];
+	unsigned char b = (unsigned char)~v;
+
+	assert_int_equal(hetmm_cpu_read(mm, 0, addr, &b, 1), -EFAULT);
+	assert_int_equal(b, (unsigned char)~v);
+	assert_int_equal(hetmm_cpu_write(mm, 0, addr, &b, 1), -EFAULT);
+	assert_int_equal(pte_val(lookup(mm, addr)), pte_val(before));
+	assert_int_equal(dma_read(page, addr & ~PAGE_MASK), v);
+	/* GUP-fast leaves PROT_NONE to the slow path (FORCE is not its). */
+	assert_int_equal(get_user_pages_fast_only(mm, addr, 1, 0, pages), 0);
+	assert_int_equal(
+		get_user_pages_fast_only(mm, addr, 1, FOLL_WRITE, pages), 0);
+	/* Falling back without FORCE: the VMA check refuses. */
+	assert_int_equal(get_user_pages_fast(mm, addr, 1, 0, pages), -EFAULT);
+	assert_int_equal(pte_val(lookup(mm, addr)), pte_val(before));
+}
+
+/*
+ * THP and PROT_NONE, as in the kernel: a FORCE write fault in an
+ * inaccessible THP-eligible range makes a PROTNONE, read-only THP (an
+ * exclusive folio), which GUP follows for reads and FORCE writes alike
+ * (reused, never split) while the CPU and GUP-fast are refused; mprotect
+ * back to RW makes it an ordinary writable THP with GUP's bytes. A
+ * populated THP made PROT_NONE is followed the same way. There is no
+ * huge zero page: a FORCE read of an unpopulated range maps the 4 KiB
+ * zero page, and a later FORCE write there then uses 4 KiB pages.
  */
 static void test_force_prot_none_thp(void **state)
 {
 	struct env *e = *state;
-	unsigned long a = thp_region(e->mm, 2), b = a + SZ_2M;
-	struct page *pages[1], *head;
+	unsigned long a = thp_region(e->mm, 3), b = a + SZ_2M, c = b + SZ_2M;
+	struct page *pages[8], *head;
 	pte_t p;
 
 	ASSERT_OK(hetmm_mprotect(e->mm, a, SZ_2M, PROT_NONE));
 	assert_int_equal(gup_locked(e->mm, a + PAGE_SIZE, 1,
 				    FOLL_WRITE | FOLL_FORCE, pages),
 			 1);
-	assert_false(pmd_is_leaf(e->mm, a));
-	assert_true(pte_protnone(lookup(e->mm, a + PAGE_SIZE)));
-	dma_write(pages[0], 0, 0x5a);
-	put_page(pages[0]);
-	ASSERT_OK(hetmm_check(e->m));
-	ASSERT_OK(hetmm_mprotect(e->mm, a, SZ_2M, RW));
-	assert_int_equal(peek(e->mm, a + PAGE_SIZE), 0x5a);
-
-	touch(e->mm, b, 1, 9);
-	if (!pmd_is_leaf(e->mm, b)) {
+	if (!pmd_is_leaf(e->mm, a)) {
+		put_page(pages[0]);
 		skip(); /* no THP on this machine */
 		return;
 	}
+	head = mapped_page(e->mm, a);
+	assert_ptr_equal(pages[0], head + 1);
+	assert_int_equal(folio_order(page_folio(head)), PMD_ORDER);
+	assert_true(folio_test_anon(page_folio(head)));
+	assert_true(PageAnonExclusive(head));
+	p = assert_protnone_leaf(e->mm, a);
+	assert_true(pte_dirty(p));
+	dma_write(pages[0], 0, 0x5a);
+	put_page(pages[0]);
+	assert_cpu_refused(e->mm, a + PAGE_SIZE, 0x5a);
+	ASSERT_OK(hetmm_check(e->m));
+	/* A FORCE read follows the leaf, 8 pages at once. */
+	assert_int_equal(gup_locked(e->mm, a, 8, FOLL_FORCE, pages), 8);
+	for (int i = 0; i < 8; i++)
+		assert_ptr_equal(pages[i], head + i);
+	assert_int_equal(dma_read(pages[1], 0), 0x5a);
+	put_pages(pages, 8);
+	/* A FORCE pin too; the leaf does not change. */
+	assert_int_equal(
+		pup_locked(e->mm, a + 2 * PAGE_SIZE, 1, FOLL_FORCE, pages), 1);
+	assert_ptr_equal(pages[0], head + 2);
+	unpin_user_page(pages[0]);
+	assert_int_equal(pte_val(lookup(e->mm, a)), pte_val(p));
+	/* Another FORCE write reuses the exclusive folio in place. */
+	assert_int_equal(gup_locked(e->mm, a + 3 * PAGE_SIZE, 1,
+				    FOLL_WRITE | FOLL_FORCE, pages),
+			 1);
+	assert_ptr_equal(pages[0], head + 3);
+	dma_write(pages[0], 7, 0x5b);
+	put_page(pages[0]);
+	assert_protnone_leaf(e->mm, a);
+	assert_cpu_refused(e->mm, a + 3 * PAGE_SIZE + 7, 0x5b);
+	assert_int_equal(pins_outstanding(e->m), 0);
+	ASSERT_OK(hetmm_check(e->m));
+	/* Accessible again: GUP's bytes, an ordinary writable leaf. */
+	ASSERT_OK(hetmm_mprotect(e->mm, a, SZ_2M, RW));
+	p = lookup(e->mm, a);
+	assert_false(pte_protnone(p));
+	assert_true(pte_write(p));
+	assert_int_equal(peek(e->mm, a + PAGE_SIZE), 0x5a);
+	assert_int_equal(peek(e->mm, a + 3 * PAGE_SIZE + 7), 0x5b);
+	assert_int_equal(peek(e->mm, a), 0);
+	poke(e->mm, a + 9, 0x5c);
+	assert_int_equal(dma_read(head, 9), 0x5c);
+	assert_ptr_equal(mapped_page(e->mm, a), head);
+	ASSERT_OK(hetmm_check(e->m));
+
+	/* A populated THP made PROT_NONE. */
+	touch(e->mm, b, 1, 9);
+	assert_true(pmd_is_leaf(e->mm, b));
 	head = mapped_page(e->mm, b);
 	ASSERT_OK(hetmm_mprotect(e->mm, b, SZ_2M, PROT_NONE));
+	assert_protnone_leaf(e->mm, b);
 	assert_int_equal(gup_locked(e->mm, b + 3 * PAGE_SIZE, 1, FOLL_FORCE,
 				    pages),
 			 1);
@@ -1063,14 +1150,329 @@ static void test_force_prot_none_thp(void **state)
 	assert_ptr_equal(pages[0], head);
 	dma_write(pages[0], 1, 0x77);
 	put_page(pages[0]);
-	assert_true(pmd_is_leaf(e->mm, b));
-	p = lookup(e->mm, b);
-	assert_true(pte_protnone(p));
-	assert_false(pte_write(p));
-	assert_int_equal(peek_err(e->mm, b), -EFAULT);
+	assert_protnone_leaf(e->mm, b);
+	assert_cpu_refused(e->mm, b + 1, 0x77);
 	ASSERT_OK(hetmm_check(e->m));
 	ASSERT_OK(hetmm_mprotect(e->mm, b, SZ_2M, PROT_READ));
 	assert_int_equal(peek(e->mm, b + 1), 0x77);
+	assert_int_equal(peek(e->mm, b), 9);
+	ASSERT_OK(hetmm_check(e->m));
+
+	/* A FORCE read first: the 4 KiB zero page, then 4 KiB pages. */
+	ASSERT_OK(hetmm_mprotect(e->mm, c, SZ_2M, PROT_NONE));
+	assert_int_equal(gup_locked(e->mm, c, 1, FOLL_FORCE, pages), 1);
+	assert_ptr_equal(pages[0], e->m->zero_page);
+	put_page(pages[0]);
+	assert_false(pmd_is_leaf(e->mm, c));
+	assert_true(pte_protnone(lookup(e->mm, c)));
+	assert_int_equal(gup_locked(e->mm, c + PAGE_SIZE, 1,
+				    FOLL_WRITE | FOLL_FORCE, pages),
+			 1);
+	assert_false(pmd_is_leaf(e->mm, c));
+	p = lookup(e->mm, c + PAGE_SIZE);
+	assert_true(pte_protnone(p));
+	assert_false(pte_write(p));
+	dma_write(pages[0], 0, 0x5d);
+	put_page(pages[0]);
+	assert_int_equal(peek_err(e->mm, c + PAGE_SIZE), -EFAULT);
+	ASSERT_OK(hetmm_check(e->m));
+	ASSERT_OK(hetmm_mprotect(e->mm, c, SZ_2M, RW));
+	assert_int_equal(peek(e->mm, c + PAGE_SIZE), 0x5d);
+	assert_int_equal(peek(e->mm, c), 0);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+/*
+ * hugetlb and PROT_NONE, as in the kernel's hugetlb_fault(): a FORCE read
+ * allocates the (zeroed) 2 MiB folio and maps it PROTNONE, a FORCE write
+ * too (exclusive, read-only); GUP follows, the CPU and GUP-fast do not;
+ * mprotect back to RW shows GUP's bytes. Shared PROT_NONE hugetlb: FORCE
+ * reads map the cache folio PROTNONE, FORCE writes are refused.
+ */
+static void test_force_prot_none_hugetlb(void **state)
+{
+	struct env *e = *state;
+	long r = hetmm_mmap(e->mm, 0, 2 * SZ_2M, PROT_NONE,
+			    PRIV_ANON | MAP_HUGETLB, -1, 0);
+	unsigned long a = (unsigned long)r, b = a + SZ_2M;
+	struct page *pages[4], *head;
+	struct folio *f;
+	pte_t p;
+
+	assert_true(r > 0);
+	/* Without FORCE: nothing is faulted. */
+	assert_int_equal(gup_locked(e->mm, a, 1, 0, pages), -EFAULT);
+	assert_int_equal(gup_locked(e->mm, a, 1, FOLL_WRITE, pages), -EFAULT);
+	assert_false(pmd_is_leaf(e->mm, a));
+	/* A FORCE read. */
+	assert_int_equal(
+		gup_locked(e->mm, a + 5 * PAGE_SIZE, 4, FOLL_FORCE, pages), 4);
+	head = mapped_page(e->mm, a);
+	f = page_folio(head);
+	assert_true(folio_test_hugetlb(f));
+	assert_true(PageAnonExclusive(head));
+	for (int i = 0; i < 4; i++) {
+		assert_ptr_equal(pages[i], head + 5 + i);
+		assert_int_equal(dma_read(pages[i], 11), 0);
+	}
+	dma_write(pages[0], 11, 0x31);
+	put_pages(pages, 4);
+	p = assert_protnone_leaf(e->mm, a);
+	assert_cpu_refused(e->mm, a + 5 * PAGE_SIZE + 11, 0x31);
+	ASSERT_OK(hetmm_check(e->m));
+	/* A FORCE write of the exclusive folio: followed as it is. */
+	assert_int_equal(gup_locked(e->mm, a + 6 * PAGE_SIZE, 1,
+				    FOLL_WRITE | FOLL_FORCE, pages),
+			 1);
+	assert_ptr_equal(pages[0], head + 6);
+	dma_write(pages[0], 0, 0x32);
+	put_page(pages[0]);
+	assert_int_equal(pte_val(lookup(e->mm, a)), pte_val(p));
+	/* A FORCE write fault: a fresh exclusive folio, read-only. */
+	assert_int_equal(pup_locked(e->mm, b + PAGE_SIZE, 1,
+				    FOLL_WRITE | FOLL_FORCE, pages),
+			 1);
+	head = mapped_page(e->mm, b);
+	assert_ptr_equal(pages[0], head + 1);
+	assert_true(folio_test_hugetlb(page_folio(head)));
+	assert_true(PageAnonExclusive(head));
+	assert_protnone_leaf(e->mm, b);
+	dma_write(pages[0], 3, 0x33);
+	unpin_user_pages_dirty_lock(pages, 1, true);
+	assert_cpu_refused(e->mm, b + PAGE_SIZE + 3, 0x33);
+	assert_int_equal(pins_outstanding(e->m), 0);
+	ASSERT_OK(hetmm_check(e->m));
+	/* Accessible again. */
+	ASSERT_OK(hetmm_mprotect(e->mm, a, 2 * SZ_2M, RW));
+	assert_false(pte_protnone(lookup(e->mm, a)));
+	assert_false(pte_protnone(lookup(e->mm, b)));
+	assert_int_equal(peek(e->mm, a + 5 * PAGE_SIZE + 11), 0x31);
+	assert_int_equal(peek(e->mm, a + 6 * PAGE_SIZE), 0x32);
+	assert_int_equal(peek(e->mm, b + PAGE_SIZE + 3), 0x33);
+	assert_int_equal(peek(e->mm, b), 0);
+	poke(e->mm, a, 0x34);
+	assert_int_equal(peek(e->mm, a), 0x34);
+	assert_ptr_equal(mapped_page(e->mm, b), head);
+	ASSERT_OK(hetmm_check(e->m));
+
+	/* Shared: no COW to break, but a FORCE read maps PROTNONE. */
+	r = hetmm_mmap(e->mm, 0, SZ_2M, PROT_NONE,
+		       MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	assert_true(r > 0);
+	assert_int_equal(gup_locked(e->mm, (unsigned long)r, 1,
+				    FOLL_WRITE | FOLL_FORCE, pages),
+			 -EFAULT);
+	assert_int_equal(
+		gup_locked(e->mm, (unsigned long)r, 1, FOLL_FORCE, pages), 1);
+	assert_true(folio_test_hugetlb(page_folio(pages[0])));
+	dma_write(pages[0], 0, 0x35);
+	put_page(pages[0]);
+	assert_protnone_leaf(e->mm, (unsigned long)r);
+	assert_cpu_refused(e->mm, (unsigned long)r, 0x35);
+	ASSERT_OK(hetmm_check(e->m));
+	ASSERT_OK(hetmm_mprotect(e->mm, (unsigned long)r, SZ_2M, PROT_READ));
+	assert_int_equal(peek(e->mm, (unsigned long)r), 0x35);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+/*
+ * A FORCE write to a read-only private THP (ptrace poking a breakpoint),
+ * as the kernel's do_huge_pmd_wp_page(): an exclusive folio is followed
+ * as it is; one whose COW is broken by nobody else (the child exited) is
+ * reused in place but stays read-only (maybe_mkwrite); one shared with a
+ * child is split and the one page copied, read-only, the child keeping
+ * the old bytes. An unpopulated read-only range gets a read-only THP.
+ */
+static void test_force_write_ro_thp(void **state)
+{
+	struct env *e = *state;
+	unsigned long a = thp_region(e->mm, 2), b = a + SZ_2M;
+	struct page *pages[1], *head, *copy;
+	struct mm_struct *child;
+	unsigned char v = 1;
+	pte_t p;
+
+	touch(e->mm, a, 4, 0x10);
+	if (!pmd_is_leaf(e->mm, a)) {
+		skip(); /* no THP on this machine */
+		return;
+	}
+	head = mapped_page(e->mm, a);
+	ASSERT_OK(hetmm_mprotect(e->mm, a, 2 * SZ_2M, PROT_READ));
+	assert_false(pte_write(lookup(e->mm, a)));
+	/* Exclusive: followed without a fault. */
+	assert_int_equal(gup_locked(e->mm, a + PAGE_SIZE, 1,
+				    FOLL_WRITE | FOLL_FORCE, pages),
+			 1);
+	assert_ptr_equal(pages[0], head + 1);
+	dma_write(pages[0], 1, 0x21);
+	put_page(pages[0]);
+	/* A child makes it non-exclusive; once it is gone, the FORCE write
+	 * fault reuses the folio, which stays read-only. */
+	child = hetmm_fork(e->mm);
+	assert_false(IS_ERR(child));
+	hetmm_exit(child);
+	assert_false(PageAnonExclusive(head));
+	assert_int_equal(gup_locked(e->mm, a + 2 * PAGE_SIZE, 1,
+				    FOLL_WRITE | FOLL_FORCE, pages),
+			 1);
+	assert_ptr_equal(pages[0], head + 2);
+	assert_true(PageAnonExclusive(head));
+	assert_true(pmd_is_leaf(e->mm, a));
+	p = lookup(e->mm, a);
+	assert_false(pte_write(p));
+	assert_false(pte_protnone(p));
+	dma_write(pages[0], 2, 0x22);
+	put_page(pages[0]);
+	assert_int_equal(peek(e->mm, a + PAGE_SIZE + 1), 0x21);
+	assert_int_equal(peek(e->mm, a + 2 * PAGE_SIZE + 2), 0x22);
+	assert_int_equal(hetmm_cpu_write(e->mm, 0, a, &v, 1), -EFAULT);
+	ASSERT_OK(hetmm_check(e->m));
+	/* Shared with a live child: split, one page copied (read-only). */
+	child = hetmm_fork(e->mm);
+	assert_false(IS_ERR(child));
+	assert_int_equal(gup_locked(e->mm, a + 3 * PAGE_SIZE, 1,
+				    FOLL_WRITE | FOLL_FORCE, pages),
+			 1);
+	copy = pages[0];
+	assert_false(pmd_is_leaf(e->mm, a));
+	assert_ptr_not_equal(copy, head + 3);
+	assert_ptr_equal(mapped_page(e->mm, a + 3 * PAGE_SIZE), copy);
+	assert_true(PageAnonExclusive(copy));
+	assert_false(pte_write(lookup(e->mm, a + 3 * PAGE_SIZE)));
+	assert_int_equal(dma_read(copy, 0), 0x13);
+	dma_write(copy, 0, 0x23);
+	put_page(copy);
+	assert_int_equal(peek(e->mm, a + 3 * PAGE_SIZE), 0x23);
+	assert_int_equal(peek(child, a + 3 * PAGE_SIZE), 0x13);
+	assert_ptr_equal(mapped_page(child, a + 3 * PAGE_SIZE), head + 3);
+	/* The rest is still shared with the child. */
+	assert_ptr_equal(mapped_page(e->mm, a), head);
+	ASSERT_OK(hetmm_check(e->m));
+	hetmm_exit(child);
+	/* Writable again: the bytes GUP wrote, the CPU writes. */
+	ASSERT_OK(hetmm_mprotect(e->mm, a, SZ_2M, RW));
+	assert_int_equal(peek(e->mm, a + 3 * PAGE_SIZE), 0x23);
+	assert_int_equal(peek(e->mm, a + 2 * PAGE_SIZE + 2), 0x22);
+	assert_int_equal(peek(e->mm, a), 0x10);
+	poke(e->mm, a + 3 * PAGE_SIZE, 0x24);
+	assert_int_equal(dma_read(copy, 0), 0x24);
+	ASSERT_OK(hetmm_check(e->m));
+
+	/* Unpopulated and read-only: a read-only exclusive THP. */
+	assert_int_equal(gup_locked(e->mm, b + PAGE_SIZE, 1,
+				    FOLL_WRITE | FOLL_FORCE, pages),
+			 1);
+	assert_true(pmd_is_leaf(e->mm, b));
+	head = mapped_page(e->mm, b);
+	assert_ptr_equal(pages[0], head + 1);
+	assert_true(PageAnonExclusive(head));
+	p = lookup(e->mm, b);
+	assert_false(pte_write(p));
+	assert_false(pte_protnone(p));
+	dma_write(pages[0], 0, 0x25);
+	put_page(pages[0]);
+	assert_int_equal(peek(e->mm, b + PAGE_SIZE), 0x25);
+	assert_int_equal(hetmm_cpu_write(e->mm, 0, b, &v, 1), -EFAULT);
+	ASSERT_OK(hetmm_check(e->m));
+	ASSERT_OK(hetmm_mprotect(e->mm, b, SZ_2M, RW));
+	assert_true(pte_write(lookup(e->mm, b)));
+	poke(e->mm, b, 0x26);
+	assert_int_equal(peek(e->mm, b + PAGE_SIZE), 0x25);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+/*
+ * A FORCE write to read-only private hugetlb memory (the kernel's
+ * hugetlb_wp() with set_huge_ptep_maybe_writable()): reuse of a folio
+ * nobody else maps, a 2 MiB copy of one shared with a child or of a
+ * hugetlbfs file's cache folio; the entry stays read-only every time,
+ * and neither the child nor the file sees the write.
+ */
+static void test_force_write_ro_hugetlb(void **state)
+{
+	struct env *e = *state;
+	long r =
+		hetmm_mmap(e->mm, 0, SZ_2M, RW, PRIV_ANON | MAP_HUGETLB, -1, 0);
+	unsigned long a = (unsigned long)r, f;
+	struct page *pages[1], *head;
+	struct mm_struct *child;
+	unsigned char v = 1;
+	int fd;
+
+	assert_true(r > 0);
+	touch(e->mm, a, 2, 0x40);
+	head = mapped_page(e->mm, a);
+	ASSERT_OK(hetmm_mprotect(e->mm, a, SZ_2M, PROT_READ));
+	/* Not exclusive, but nobody else maps it: reused, read-only. */
+	child = hetmm_fork(e->mm);
+	assert_false(IS_ERR(child));
+	hetmm_exit(child);
+	assert_false(PageAnonExclusive(head));
+	assert_int_equal(
+		gup_locked(e->mm, a, 1, FOLL_WRITE | FOLL_FORCE, pages), 1);
+	assert_ptr_equal(pages[0], head);
+	assert_true(PageAnonExclusive(head));
+	assert_false(pte_write(lookup(e->mm, a)));
+	dma_write(pages[0], 1, 0x41);
+	put_page(pages[0]);
+	assert_int_equal(peek(e->mm, a + 1), 0x41);
+	assert_int_equal(hetmm_cpu_write(e->mm, 0, a, &v, 1), -EFAULT);
+	ASSERT_OK(hetmm_check(e->m));
+	/* Shared with a live child: a 2 MiB copy, read-only. */
+	child = hetmm_fork(e->mm);
+	assert_false(IS_ERR(child));
+	assert_int_equal(gup_locked(e->mm, a + PAGE_SIZE, 1,
+				    FOLL_WRITE | FOLL_FORCE, pages),
+			 1);
+	assert_ptr_not_equal(pages[0], head + 1);
+	assert_ptr_equal(mapped_page(e->mm, a + PAGE_SIZE), pages[0]);
+	assert_true(PageAnonExclusive(&page_folio(pages[0])->page));
+	assert_false(pte_write(lookup(e->mm, a)));
+	assert_int_equal(dma_read(pages[0], 0), 0x41);
+	dma_write(pages[0], 0, 0x42);
+	put_page(pages[0]);
+	assert_int_equal(peek(e->mm, a + PAGE_SIZE), 0x42);
+	assert_int_equal(peek(e->mm, a + 1), 0x41);
+	assert_int_equal(peek(child, a + PAGE_SIZE), 0x41);
+	assert_ptr_equal(mapped_page(child, a), head);
+	ASSERT_OK(hetmm_check(e->m));
+	hetmm_exit(child);
+	ASSERT_OK(hetmm_mprotect(e->mm, a, SZ_2M, RW));
+	poke(e->mm, a + 2, 0x43);
+	assert_int_equal(peek(e->mm, a + PAGE_SIZE), 0x42);
+	ASSERT_OK(hetmm_check(e->m));
+
+	/* A private read-only map of a hugetlbfs file. */
+	fd = hetmm_open_kind(e->mm, "/huge-ro", O_RDWR | O_CREAT, 2);
+	assert_true(fd >= 0);
+	ASSERT_OK(hetmm_ftruncate(e->mm, fd, SZ_2M));
+	assert_int_equal(hetmm_pwrite(e->mm, fd, "F", 1, PAGE_SIZE + 1), 1);
+	r = hetmm_mmap(e->mm, 0, SZ_2M, PROT_READ, MAP_PRIVATE, fd, 0);
+	assert_true(r > 0);
+	f = (unsigned long)r;
+	assert_int_equal(peek(e->mm, f + PAGE_SIZE + 1), 'F');
+	head = mapped_page(e->mm, f);
+	assert_false(folio_test_anon(page_folio(head)));
+	assert_int_equal(gup_locked(e->mm, f + PAGE_SIZE, 1,
+				    FOLL_WRITE | FOLL_FORCE, pages),
+			 1);
+	assert_ptr_not_equal(pages[0], head + 1);
+	assert_true(folio_test_anon(page_folio(pages[0])));
+	assert_true(PageAnonExclusive(&page_folio(pages[0])->page));
+	assert_false(pte_write(lookup(e->mm, f)));
+	dma_write(pages[0], 1, 'G');
+	put_page(pages[0]);
+	assert_int_equal(peek(e->mm, f + PAGE_SIZE + 1), 'G');
+	assert_int_equal(pread_byte(e->mm, fd, PAGE_SIZE + 1), 'F');
+	ASSERT_OK(hetmm_check(e->m));
+	ASSERT_OK(hetmm_mprotect(e->mm, f, SZ_2M, RW));
+	assert_int_equal(peek(e->mm, f + PAGE_SIZE + 1), 'G');
+	poke(e->mm, f, 'H');
+	assert_int_equal(pread_byte(e->mm, fd, 0), 0);
+	ASSERT_OK(hetmm_munmap(e->mm, f, SZ_2M));
+	ASSERT_OK(hetmm_close(e->mm, fd));
+	ASSERT_OK(hetmm_unlink(e->mm, "/huge-ro"));
 	ASSERT_OK(hetmm_check(e->m));
 }
 
@@ -2923,6 +3325,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_force_write_prot_none,
 						env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_force_prot_none_thp,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_force_prot_none_hugetlb,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_force_write_ro_thp,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_force_write_ro_hugetlb,
 						env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_device_private, env_setup,
 						env_teardown),

@@ -434,6 +434,12 @@ out_report:
 		if (t.errors)
 			report_str(r, "first_step_hit", t.first_error);
 		t.errors = 0;
+		/* Setting up (probe, process, mappings) may be hit too. */
+		if (ret == -ENOMEM || ret == -EIO) {
+			report_str(r, "stopped_by_injection",
+				   hetmm_errname((int)ret));
+			ret = 0;
+		}
 	}
 	report_u64(r, "errors", t.errors, NULL);
 	if (t.errors)

@@ -36,6 +36,8 @@
  *          dmirror_mmap() takes no driver lock: its handler runs under
  *          the mapping process's mmap_lock (write), held by the mm layer,
  *          and only allocates system pages and inserts them.
+ *          The copy engine (dmirror_copy) runs with the source and
+ *          destination folios locked and no driver lock held.
  *          The checker runs under m->check_lock, which mod->lock holders
  *          may take (a lower layer registering its checker lazily), so it
  *          takes no mod->lock: it lists the mirrors under mirrors_lock with
@@ -53,6 +55,14 @@
  *   - after dmirror_remove() no chunk is mapped and no page is in service.
  * Device page-table entries hold no page references: the notifier erases
  * them before the CPU drops a page (spec 2.8, 6.1).
+ * Every migration (to the device, back by command, by CPU fault, by
+ * eviction) fills its destinations in dmirror_alloc_and_copy(): each page
+ * is either fully migrated or fully restored. A destination that could
+ * not be allocated or whose copy failed (the device_copy and copy_page
+ * fault sites) is unlocked and put before the commit and its dst entry
+ * left 0, so the core keeps the source; to system memory a large folio
+ * moves whole or not at all. Eviction retries such pages until the chunk
+ * is empty (RELEASE, remove) or leaves them for the next pass (close).
  * Pages of a device-file mapping (dmirror_mmap) are system pages held only
  * by the PTEs mapping them (refcount == mapcount at rest); the driver
  * keeps no list of them, so they are not in any counter above.
@@ -616,43 +626,217 @@ static void dmirror_devmem_free(struct folio *folio)
 	spin_unlock(&mdevice->lock);
 }
 
-/* --------------------------------------------------------------- eviction */
+/* ------------------------------------------------------------ copy engine */
 
-/* Migrate the in-service pages of [pfn, pfn + n) back to system memory. */
-static int dmirror_evict_batch(struct hetmm_machine *m, unsigned long pfn,
-			       unsigned long n, unsigned long *src,
-			       unsigned long *dst)
+/*
+ * dmirror_copy - the device's copy engine (its DMA): fill the first @nr
+ * pages of @dst from pages @first .. @first + @nr - 1 of @sfolio, or zero
+ * them when @sfolio is NULL (a hole: nothing is transferred). A transfer
+ * fails the way DMA can: at the machine's device_copy site, and at the
+ * copy_page site, through folio_mc_copy() for a whole folio (streaming
+ * stores when large) or, for a single page of a larger folio (the split
+ * fallbacks, which folio_mc_copy() cannot take), by checking that site
+ * itself.
+ * Return: 0, or -EIO (@dst holds nothing usable).
+ */
+static int dmirror_copy(struct folio *dst, struct folio *sfolio,
+			unsigned long first, unsigned long nr)
 {
-	int ret = 0;
+	struct hetmm_machine *m = folio_machine(dst);
 
-	migrate_device_range(src, m, pfn, n);
-	for (unsigned long i = 0; i < n; i++) {
-		struct page *spage = migrate_pfn_to_page(m, src[i]);
-		unsigned int order;
-		struct folio *new;
+	if (!sfolio) {
+		for (unsigned long p = 0; p < nr; p++)
+			clear_highpage(folio_page(dst, p));
+		return 0;
+	}
+	if (should_fail(&m->faults, HETMM_FAULT_device_copy))
+		return -EIO;
+	if (!first && folio_order(dst) == folio_order(sfolio))
+		return folio_mc_copy(dst, sfolio) ? -EIO : 0;
+	if (should_fail(&m->faults, HETMM_FAULT_copy_page))
+		return -EIO;
+	for (unsigned long p = 0; p < nr; p++)
+		copy_highpage(folio_page(dst, p),
+			      folio_page(sfolio, first + p));
+	return 0;
+}
 
-		dst[i] = 0;
-		if (!spage || !(src[i] & MIGRATE_PFN_MIGRATE))
-			continue;
-		if (HETMM_WARN_ON_ONCE(!dmirror_owns_page(spage)))
-			continue;
-		order = (src[i] & MIGRATE_PFN_COMPOUND) ?
-				folio_order(page_folio(spage)) :
-				0;
-		/* Without a vma the source cannot be split: same order. */
-		new = folio_alloc(m, GFP_HIGHUSER_MOVABLE, order);
-		if (!new) {
-			ret = -ENOMEM;
+/*
+ * struct dmirror_xfer - one direction of dmirror_alloc_and_copy(): where
+ * destinations come from, and what a destination that cannot be had (no
+ * memory, a failed copy) does to the rest of the batch.
+ * @mdevice: the device migrating.
+ * @d: whose FAIL_ALLOC flag the first allocation of each entry honours,
+ *     and the owner recorded in new device pages; NULL (eviction): none.
+ * @to_device: destinations are device folios of @mdevice, else system
+ *             folios (GFP_HIGHUSER_MOVABLE).
+ * @split: an entry whose large destination cannot be allocated falls back
+ *         to single pages (the core then splits the source); needs a vma.
+ * @stop: the first failure ends the batch and undoes the pages already
+ *        filled for that entry (to system: a folio moves whole or not at
+ *        all); else only the pages that failed stay behind.
+ */
+struct dmirror_xfer {
+	struct dmirror_device *mdevice;
+	struct dmirror *d;
+	bool to_device;
+	bool split;
+	bool stop;
+};
+
+/* Is @spage (NULL: a hole or the zero page) a source @x may move? */
+static bool dmirror_xfer_source(const struct dmirror_xfer *x,
+				struct page *spage)
+{
+	if (x->to_device)
+		return !HETMM_WARN_ON_ONCE(spage && is_zone_device_page(spage));
+	return spage && !HETMM_WARN_ON_ONCE(!dmirror_owns_page(spage));
+}
+
+/* A destination folio of @order, locked, one reference; or NULL. */
+static struct folio *dmirror_xfer_alloc(const struct dmirror_xfer *x,
+					unsigned int order, bool first)
+{
+	struct folio *folio;
+
+	if (first && dmirror_take_flag(x->d, HMM_DMIRROR_FLAG_FAIL_ALLOC))
+		return NULL;
+	if (x->to_device)
+		return dmirror_devmem_alloc(x->mdevice, x->d, order);
+	folio = folio_alloc(x->mdevice->mod->m, GFP_HIGHUSER_MOVABLE, order);
+	if (folio)
+		folio_lock(folio);
+	return folio;
+}
+
+/* A destination that will not be used: its dst entry stays 0. */
+static void dmirror_xfer_drop(struct folio *folio)
+{
+	folio_unlock(folio);
+	folio_put(folio);
+}
+
+/*
+ * Allocate and fill the destination of the source entry @s (@nr pages of
+ * @sfolio; NULL for a hole) into @dst[0 .. @nr): one folio of @order, or
+ * with x->split after a failed large allocation one page at a time.
+ * Return: 0, -ENOMEM (no destination) or -EIO (a copy failed); the pages
+ * left behind have their dst entry 0, so the core restores them.
+ */
+static int dmirror_xfer_entry(const struct dmirror_xfer *x, unsigned long s,
+			      struct folio *sfolio, unsigned int order,
+			      unsigned long *dst, unsigned long nr)
+{
+	struct hetmm_machine *m = x->mdevice->mod->m;
+	unsigned long flags = s & MIGRATE_PFN_WRITE;
+	struct folio *dfolio;
+	int ret = 0, err;
+
+	for (unsigned long p = 1; p < nr; p++)
+		dst[p] = 0;
+	dfolio = dmirror_xfer_alloc(x, order, true);
+	if (dfolio) {
+		err = dmirror_copy(dfolio, sfolio, 0, nr);
+		if (err) {
+			dmirror_xfer_drop(dfolio);
+			return err;
+		}
+		dst[0] = migrate_pfn(folio_pfn(dfolio)) | flags |
+			 (order ? MIGRATE_PFN_COMPOUND : 0);
+		return 0;
+	}
+	if (!order || !x->split)
+		return -ENOMEM;
+	/*
+	 * No large destination: single pages, one per subpage; the core then
+	 * splits the source folio (or fills the hole page by page).
+	 */
+	for (unsigned long p = 0; p < nr; p++) {
+		dfolio = dmirror_xfer_alloc(x, 0, false);
+		err = dfolio ? dmirror_copy(dfolio, sfolio, p, 1) : -ENOMEM;
+		if (!err) {
+			dst[p] = migrate_pfn(folio_pfn(dfolio)) | flags;
 			continue;
 		}
-		folio_lock(new);
-		for (unsigned long p = 0; p < (1UL << order); p++)
-			copy_highpage(folio_page(new, p),
-				      folio_page(page_folio(spage), p));
-		dst[i] = migrate_pfn(folio_pfn(new)) |
-			 (src[i] & MIGRATE_PFN_WRITE) |
-			 (order ? MIGRATE_PFN_COMPOUND : 0);
+		if (dfolio)
+			dmirror_xfer_drop(dfolio);
+		if (!ret)
+			ret = err;
+		if (!x->stop)
+			continue;
+		while (p-- > 0) {
+			dmirror_xfer_drop(
+				page_folio(migrate_pfn_to_page(m, dst[p])));
+			dst[p] = 0;
+		}
+		break;
 	}
+	return ret;
+}
+
+/*
+ * dmirror_alloc_and_copy - the driver's half of a migration, between
+ * collection (migrate_vma_setup() or migrate_device_range()) and commit:
+ * give every entry of @src[0 .. @npages) marked MIGRATE a locked
+ * destination in @dst holding its data. An entry left with dst 0 (no
+ * memory, a failed copy, a source we do not move) is restored by the
+ * core, so each page ends up fully migrated or fully restored.
+ * Return: 0, or the first failure: -ENOMEM or -EIO (with x->stop the
+ * entries after it were not tried).
+ */
+static int dmirror_alloc_and_copy(const struct dmirror_xfer *x,
+				  const unsigned long *src, unsigned long *dst,
+				  unsigned long npages)
+{
+	struct hetmm_machine *m = x->mdevice->mod->m;
+	unsigned long nr;
+	int ret = 0;
+
+	for (unsigned long i = 0; i < npages; i += nr) {
+		unsigned long s = src[i];
+		struct page *spage = migrate_pfn_to_page(m, s);
+		struct folio *sfolio = spage ? page_folio(spage) : NULL;
+		unsigned int order = 0;
+		int err;
+
+		nr = 1;
+		dst[i] = 0;
+		if (!(s & MIGRATE_PFN_MIGRATE) ||
+		    !dmirror_xfer_source(x, spage))
+			continue;
+		if (s & MIGRATE_PFN_COMPOUND) {
+			/* A device folio is a single page or PMD-sized. */
+			order = x->to_device ? PMD_ORDER : folio_order(sfolio);
+			nr = sfolio ? folio_nr_pages(sfolio) : HPAGE_PMD_NR;
+			nr = min(nr, npages - i);
+		}
+		err = dmirror_xfer_entry(x, s, sfolio, order, dst + i, nr);
+		if (err && !ret)
+			ret = err;
+		if (err && x->stop)
+			break;
+	}
+	return ret;
+}
+
+/* --------------------------------------------------------------- eviction */
+
+/*
+ * Migrate the in-service pages of [pfn, pfn + n) back to system memory.
+ * Without a vma a source cannot be split: each destination has its
+ * source's order, and a page that cannot move now is left for the next
+ * pass. Return: 0, -ENOMEM or -EIO (some page stayed on the device).
+ */
+static int dmirror_evict_batch(struct dmirror_device *mdevice,
+			       unsigned long pfn, unsigned long n,
+			       unsigned long *src, unsigned long *dst)
+{
+	const struct dmirror_xfer x = { .mdevice = mdevice };
+	struct hetmm_machine *m = mdevice->mod->m;
+	int ret;
+
+	migrate_device_range(src, m, pfn, n);
+	ret = dmirror_alloc_and_copy(&x, src, dst, n);
 	migrate_device_pages(m, src, dst, n);
 	migrate_device_finalize(m, src, dst, n);
 	return ret;
@@ -661,14 +845,14 @@ static int dmirror_evict_batch(struct hetmm_machine *m, unsigned long pfn,
 /*
  * Evict every page of @chunk in service. One pass (pages locked or being
  * freed by someone else stay), or with @until_empty until the chunk is
- * empty (allocation failures are then retried too). Return: 0, -ENOMEM
- * (system memory ran out), -EBUSY (pages stayed busy for
- * DMIRROR_EVICT_TIMEOUT_MS).
+ * empty (failed allocations and failed copies are then retried too: the
+ * page is still on the device, intact). Return: 0, -ENOMEM (system memory
+ * ran out) or -EIO (copies kept failing) at the deadline, -EBUSY (pages
+ * stayed busy for DMIRROR_EVICT_TIMEOUT_MS).
  */
 static int dmirror_evict_chunk(struct dmirror_chunk *chunk, bool until_empty)
 {
 	struct dmirror_device *mdevice = chunk->mdevice;
-	struct hetmm_machine *m = mdevice->mod->m;
 	uint64_t deadline = dmirror_now_ms() + DMIRROR_EVICT_TIMEOUT_MS;
 	unsigned long src[DMIRROR_EVICT_BATCH], dst[DMIRROR_EVICT_BATCH];
 	unsigned long left;
@@ -680,14 +864,16 @@ static int dmirror_evict_chunk(struct dmirror_chunk *chunk, bool until_empty)
 			if (!pgmap_pfn_online(&chunk->pagemap,
 					      chunk->base_pfn + p))
 				continue;
-			ret = dmirror_evict_batch(m, chunk->base_pfn + p,
+			ret = dmirror_evict_batch(mdevice, chunk->base_pfn + p,
 						  DMIRROR_EVICT_BATCH, src,
 						  dst);
 		}
-		/* Until empty, a failed allocation is retried like a busy
-		 * page (injected failures are transient; a hot-unplug must
-		 * not give up on the first one). */
-		if (!until_empty || (ret && ret != -ENOMEM))
+		/*
+		 * Until empty, a failed allocation or copy is retried like a
+		 * busy page (injected failures are transient; a hot-unplug
+		 * must not give up on the first one).
+		 */
+		if (!until_empty || (ret && ret != -ENOMEM && ret != -EIO))
 			return ret;
 		spin_lock(&mdevice->lock);
 		left = chunk->in_service;
@@ -1145,8 +1331,15 @@ static int dmirror_do_fault(struct dmirror *d, struct hmm_range *range)
 	return 0;
 }
 
-/* The read_begin / hmm_range_fault / read_retry loop of spec 2.8. */
-static int dmirror_range_fault(struct dmirror *d, struct hmm_range *range)
+/*
+ * dmirror_range_fault_lock - the read_begin / hmm_range_fault / read_retry
+ * loop of spec 2.8 on range->notifier: fault until a result that no
+ * invalidation overtook, retrying -EBUSY within DMIRROR_RANGE_FAULT_TIMEOUT.
+ * Return: 0 with d->mutex held, so range->hmm_pfns stays valid until the
+ * caller unlocks; or hmm_range_fault()'s error, or -EBUSY when the budget
+ * ran out, with d->mutex not held.
+ */
+static int dmirror_range_fault_lock(struct dmirror *d, struct hmm_range *range)
 {
 	struct mm_struct *mm = dmirror_mm(d);
 	uint64_t deadline = dmirror_now_ms() + DMIRROR_RANGE_FAULT_TIMEOUT;
@@ -1166,13 +1359,20 @@ static int dmirror_range_fault(struct dmirror *d, struct hmm_range *range)
 		if (ret)
 			return ret;
 		mutex_lock(&d->mutex);
-		if (mmu_interval_read_retry(range->notifier,
-					    range->notifier_seq)) {
-			mutex_unlock(&d->mutex);
-			continue;
-		}
-		break;
+		if (!mmu_interval_read_retry(range->notifier,
+					     range->notifier_seq))
+			return 0;
+		mutex_unlock(&d->mutex);
 	}
+}
+
+/* Fault @range into the device table. */
+static int dmirror_range_fault(struct dmirror *d, struct hmm_range *range)
+{
+	int ret = dmirror_range_fault_lock(d, range);
+
+	if (ret)
+		return ret;
 	ret = dmirror_do_fault(d, range);
 	mutex_unlock(&d->mutex);
 	return ret;
@@ -1315,94 +1515,6 @@ static int dmirror_read_back(struct dmirror *d, struct hmm_dmirror_cmd *cmd)
 
 /* ------------------------------------------------- migration to device */
 
-/* Fill one device page from @spage, or with zeroes for a hole. */
-static void dmirror_fill_page(struct page *dpage, struct page *spage)
-{
-	if (spage)
-		copy_highpage(dpage, spage);
-	else
-		clear_highpage(dpage);
-}
-
-static void dmirror_migrate_alloc_and_copy(struct migrate_vma *args,
-					   struct dmirror *d)
-{
-	struct hetmm_machine *m = dmirror_machine(d);
-	struct dmirror_device *mdevice = d->mdevice;
-	unsigned long npages = (args->end - args->start) >> PAGE_SHIFT;
-	unsigned long i = 0;
-
-	while (i < npages) {
-		unsigned long s = args->src[i];
-		unsigned long write = s & MIGRATE_PFN_WRITE;
-		bool large = s & MIGRATE_PFN_COMPOUND;
-		struct page *spage;
-		struct folio *dfolio = NULL;
-		unsigned long nr = 1;
-
-		args->dst[i] = 0;
-		if (!(s & MIGRATE_PFN_MIGRATE)) {
-			i++;
-			continue;
-		}
-		/* NULL: a hole or the zero page, to be zero-filled. */
-		spage = migrate_pfn_to_page(m, s);
-		if (HETMM_WARN_ON_ONCE(spage && is_zone_device_page(spage))) {
-			i++;
-			continue;
-		}
-		if (large)
-			nr = spage ? folio_nr_pages(page_folio(spage)) :
-				     HPAGE_PMD_NR;
-		nr = min(nr, npages - i);
-		if (!dmirror_take_flag(d, HMM_DMIRROR_FLAG_FAIL_ALLOC))
-			dfolio = dmirror_devmem_alloc(mdevice, d,
-						      large ? PMD_ORDER : 0);
-		if (dfolio && large) {
-			for (unsigned long p = 0; p < nr; p++)
-				dmirror_fill_page(
-					folio_page(dfolio, p),
-					spage ? folio_page(page_folio(spage),
-							   p) :
-						NULL);
-			args->dst[i] = migrate_pfn(folio_pfn(dfolio)) | write |
-				       MIGRATE_PFN_COMPOUND;
-			for (unsigned long p = 1; p < nr; p++)
-				args->dst[i + p] = 0;
-			i += nr;
-			continue;
-		}
-		if (dfolio) {
-			dmirror_fill_page(&dfolio->page, spage);
-			args->dst[i] = migrate_pfn(folio_pfn(dfolio)) | write;
-			i++;
-			continue;
-		}
-		if (!large) {
-			i++;
-			continue;
-		}
-		/*
-		 * No large device folio: single pages, one per subpage; the
-		 * core then splits the source folio (or fills the hole page
-		 * by page).
-		 */
-		for (unsigned long p = 0; p < nr; p++) {
-			dfolio = dmirror_devmem_alloc(mdevice, d, 0);
-			args->dst[i + p] = 0;
-			if (!dfolio)
-				continue;
-			dmirror_fill_page(
-				&dfolio->page,
-				spage ? folio_page(page_folio(spage), p) :
-					NULL);
-			args->dst[i + p] =
-				migrate_pfn(folio_pfn(dfolio)) | write;
-		}
-		i += nr;
-	}
-}
-
 /* After migrate_vma_pages(): map what moved into the device table. */
 static void dmirror_migrate_finalize_and_map(struct migrate_vma *args,
 					     struct dmirror *d)
@@ -1452,8 +1564,24 @@ static void dmirror_migrate_finalize_and_map(struct migrate_vma *args,
 	HETMM_WARN_ON_ONCE(err);
 }
 
-static int dmirror_migrate_to_device(struct dmirror *d,
-				     struct hmm_dmirror_cmd *cmd)
+/*
+ * One migrate_vma transaction of a migration command, between
+ * migrate_vma_setup() and the end of migrate_vma_finalize(). Return: 0 to
+ * go on with the next, or an error that ends the command.
+ */
+typedef int (*dmirror_migrate_step_t)(struct dmirror *d,
+				      struct migrate_vma *args,
+				      struct hmm_dmirror_cmd *cmd);
+
+/*
+ * Run @step over [cmd->addr, + npages) in transactions of at most
+ * DMIRROR_MIGRATE_PAGES pages, none crossing a VMA, selecting @select.
+ * Return: 0; -EINVAL (a hole or an unreadable VMA, a bad vma for
+ * migrate_vma_setup(), the process gone); -ENOMEM; or @step's error.
+ */
+static int dmirror_migrate_range(struct dmirror *d, struct hmm_dmirror_cmd *cmd,
+				 unsigned long select,
+				 dmirror_migrate_step_t step)
 {
 	unsigned long start = cmd->addr;
 	unsigned long end = start + (cmd->npages << PAGE_SHIFT);
@@ -1488,24 +1616,50 @@ static int dmirror_migrate_to_device(struct dmirror *d,
 		args.start = addr;
 		args.end = next;
 		args.pgmap_owner = d->mdevice;
-		args.flags =
-			MIGRATE_VMA_SELECT_SYSTEM | MIGRATE_VMA_SELECT_COMPOUND;
+		args.flags = select | MIGRATE_VMA_SELECT_COMPOUND;
 		ret = migrate_vma_setup(&args);
 		if (ret)
 			break;
-		dmirror_migrate_alloc_and_copy(&args, d);
-		migrate_vma_pages(&args);
-		dmirror_migrate_finalize_and_map(&args, d);
-		migrate_vma_finalize(&args);
+		ret = step(d, &args, cmd);
+		if (ret)
+			break;
 	}
 	mmap_read_unlock(mm);
-	if (!ret)
-		ret = dmirror_read_back(d, cmd);
 out_put:
 	mmput(mm);
 	free(src);
 	free(dst);
 	return ret;
+}
+
+static int dmirror_migrate_to_device_step(struct dmirror *d,
+					  struct migrate_vma *args,
+					  struct hmm_dmirror_cmd *cmd)
+{
+	const struct dmirror_xfer x = {
+		.mdevice = d->mdevice,
+		.d = d,
+		.to_device = true,
+		.split = true,
+	};
+
+	(void)cmd;
+	/* Pages that did not move are read back as -ENOENT. */
+	dmirror_alloc_and_copy(&x, args->src, args->dst,
+			       (args->end - args->start) >> PAGE_SHIFT);
+	migrate_vma_pages(args);
+	dmirror_migrate_finalize_and_map(args, d);
+	migrate_vma_finalize(args);
+	return 0;
+}
+
+static int dmirror_migrate_to_device(struct dmirror *d,
+				     struct hmm_dmirror_cmd *cmd)
+{
+	int ret = dmirror_migrate_range(d, cmd, MIGRATE_VMA_SELECT_SYSTEM,
+					dmirror_migrate_to_device_step);
+
+	return ret ? ret : dmirror_read_back(d, cmd);
 }
 
 /* ------------------------------------------------- migration to system */
@@ -1514,91 +1668,39 @@ out_put:
  * Allocate system pages for the device pages collected in @args and copy
  * back; erase the range from the mirrors of this device on the mm first.
  * @flags_from: whose FAIL_ALLOC flag applies (may be NULL).
- * Return: 0, or -ENOMEM when an order-0 allocation failed (the caller
- * finalizes without migrating).
+ * Return: 0; -ENOMEM (an order-0 allocation failed) or -EIO (a copy
+ * failed): the entries from the failed one on have no destination (the
+ * caller commits the rest, and the core restores these).
  */
 static int dmirror_devmem_fault_alloc_and_copy(struct migrate_vma *args,
 					       struct dmirror_device *mdevice,
 					       struct dmirror *flags_from)
 {
+	const struct dmirror_xfer x = {
+		.mdevice = mdevice,
+		.d = flags_from,
+		.split = true,
+		.stop = true,
+	};
 	struct hetmm_machine *m = mdevice->mod->m;
 	unsigned long npages = (args->end - args->start) >> PAGE_SHIFT;
-	bool erased = false;
-	unsigned long i = 0;
 
-	while (i < npages) {
-		unsigned long s = args->src[i];
-		struct page *spage = migrate_pfn_to_page(m, s);
-		struct folio *sfolio, *dfolio = NULL;
-		unsigned int order = 0;
-		unsigned long nr;
+	for (unsigned long i = 0; i < npages; i++) {
+		struct page *spage = migrate_pfn_to_page(m, args->src[i]);
 
-		args->dst[i] = 0;
-		if (!spage || !(s & MIGRATE_PFN_MIGRATE)) {
-			i++;
+		if (!spage || !(args->src[i] & MIGRATE_PFN_MIGRATE) ||
+		    !dmirror_owns_page(spage))
 			continue;
-		}
-		if (HETMM_WARN_ON_ONCE(!dmirror_owns_page(spage))) {
-			i++;
-			continue;
-		}
-		sfolio = page_folio(spage);
-		if (s & MIGRATE_PFN_COMPOUND)
-			order = folio_order(sfolio);
-		nr = min(1UL << order, npages - i);
-		if (!erased) {
-			/*
-			 * Our mirrors ignored the MIGRATE event: remove their
-			 * view before copying, while the pages are locked and
-			 * unmapped so no device fault can map them again.
-			 */
-			dmirror_device_erase(mdevice, args->vma->vm_mm,
-					     args->start, args->end, NULL);
-			erased = true;
-		}
-
-		if (!dmirror_take_flag(flags_from, HMM_DMIRROR_FLAG_FAIL_ALLOC))
-			dfolio = folio_alloc(m, GFP_HIGHUSER_MOVABLE, order);
-		if (!dfolio && !order)
-			return -ENOMEM;
-		if (dfolio) {
-			folio_lock(dfolio);
-			for (unsigned long p = 0; p < nr; p++)
-				copy_highpage(folio_page(dfolio, p),
-					      folio_page(sfolio, p));
-			args->dst[i] = migrate_pfn(folio_pfn(dfolio)) |
-				       (s & MIGRATE_PFN_WRITE) |
-				       (order ? MIGRATE_PFN_COMPOUND : 0);
-			for (unsigned long p = 1; p < nr; p++)
-				args->dst[i + p] = 0;
-			i += nr;
-			continue;
-		}
-		/* Smaller pages: the core splits the device folio. */
-		for (unsigned long p = 0; p < nr; p++) {
-			struct folio *f =
-				folio_alloc(m, GFP_HIGHUSER_MOVABLE, 0);
-
-			if (!f) {
-				while (p-- > 0) {
-					struct folio *g =
-						page_folio(migrate_pfn_to_page(
-							m, args->dst[i + p]));
-
-					args->dst[i + p] = 0;
-					folio_unlock(g);
-					folio_put(g);
-				}
-				return -ENOMEM;
-			}
-			folio_lock(f);
-			copy_highpage(&f->page, folio_page(sfolio, p));
-			args->dst[i + p] = migrate_pfn(folio_pfn(f)) |
-					   (s & MIGRATE_PFN_WRITE);
-		}
-		i += nr;
+		/*
+		 * Our mirrors ignored the MIGRATE event: remove their view
+		 * before copying, while the pages are locked and unmapped so
+		 * no device fault can map them again.
+		 */
+		dmirror_device_erase(mdevice, args->vma->vm_mm, args->start,
+				     args->end, NULL);
+		break;
 	}
-	return 0;
+	return dmirror_alloc_and_copy(&x, args->src, args->dst, npages);
 }
 
 static unsigned long dmirror_successful_migrated_pages(struct migrate_vma *args)
@@ -1612,70 +1714,29 @@ static unsigned long dmirror_successful_migrated_pages(struct migrate_vma *args)
 	return n;
 }
 
+static int dmirror_migrate_to_system_step(struct dmirror *d,
+					  struct migrate_vma *args,
+					  struct hmm_dmirror_cmd *cmd)
+{
+	int ret = dmirror_devmem_fault_alloc_and_copy(args, d->mdevice, d);
+
+	/*
+	 * Even after a failure, commit the pages already copied (an entry
+	 * without a destination is restored): finalize alone would map
+	 * copies that were never committed.
+	 */
+	migrate_vma_pages(args);
+	cmd->cpages += dmirror_successful_migrated_pages(args);
+	migrate_vma_finalize(args);
+	return ret;
+}
+
 static int dmirror_migrate_to_system(struct dmirror *d,
 				     struct hmm_dmirror_cmd *cmd)
 {
-	unsigned long start = cmd->addr;
-	unsigned long end = start + (cmd->npages << PAGE_SHIFT);
-	struct mm_struct *mm = dmirror_mm(d);
-	unsigned long *src, *dst;
-	unsigned long addr, next;
-	int ret = 0;
-
-	if (!mmget_not_zero(mm))
-		return -EINVAL;
-	src = calloc(DMIRROR_MIGRATE_PAGES, sizeof(*src));
-	dst = calloc(DMIRROR_MIGRATE_PAGES, sizeof(*dst));
-	if (!src || !dst) {
-		ret = -ENOMEM;
-		goto out_put;
-	}
 	cmd->cpages = 0;
-	mmap_read_lock(mm);
-	for (addr = start; addr < end; addr = next) {
-		struct vm_area_struct *vma = vma_lookup(mm, addr);
-		struct migrate_vma args = { 0 };
-
-		if (!vma || !(vma->vm_flags & VM_READ)) {
-			ret = -EINVAL;
-			break;
-		}
-		next = min(end, addr + (DMIRROR_MIGRATE_PAGES << PAGE_SHIFT));
-		if (next > vma->vm_end)
-			next = vma->vm_end;
-		args.vma = vma;
-		args.src = src;
-		args.dst = dst;
-		args.start = addr;
-		args.end = next;
-		args.pgmap_owner = d->mdevice;
-		args.flags = dmirror_select_device(d->mdevice) |
-			     MIGRATE_VMA_SELECT_COMPOUND;
-		ret = migrate_vma_setup(&args);
-		if (ret)
-			break;
-		if (dmirror_devmem_fault_alloc_and_copy(&args, d->mdevice, d)) {
-			/*
-			 * Commit the pages already copied (an entry without
-			 * a destination is restored): finalize alone would
-			 * map copies that were never committed.
-			 */
-			migrate_vma_pages(&args);
-			cmd->cpages += dmirror_successful_migrated_pages(&args);
-			migrate_vma_finalize(&args);
-			ret = -ENOMEM;
-			break;
-		}
-		migrate_vma_pages(&args);
-		cmd->cpages += dmirror_successful_migrated_pages(&args);
-		migrate_vma_finalize(&args);
-	}
-	mmap_read_unlock(mm);
-out_put:
-	mmput(mm);
-	free(src);
-	free(dst);
-	return ret;
+	return dmirror_migrate_range(d, cmd, dmirror_select_device(d->mdevice),
+				     dmirror_migrate_to_system_step);
 }
 
 /*
@@ -1745,15 +1806,16 @@ static int dmirror_devmem_fault(struct vm_fault *vmf)
 	flags_from = dmirror_fault_mirror(mdevice, page, vmf->vma->vm_mm);
 	mutex_unlock(&mdevice->mirrors_lock);
 	ret = dmirror_devmem_fault_alloc_and_copy(&args, mdevice, flags_from);
-	if (ret) {
-		/* Commit what was copied, restore the rest (see above). */
-		migrate_vma_pages(&args);
-		migrate_vma_finalize(&args);
-		goto out;
-	}
+	/*
+	 * On failure the faulting page has no destination and is restored
+	 * (the only entry, or the folio that failed as a whole). The table
+	 * entries were erased while copying: nothing to map.
+	 */
 	migrate_vma_pages(&args);
-	/* The table entries were erased while copying: nothing to map. */
 	migrate_vma_finalize(&args);
+	/* The copy engine failed: the access cannot be served (SIGBUS). */
+	if (ret == -EIO)
+		ret = -EFAULT;
 out:
 	if (order) {
 		free(args.src);
@@ -1896,7 +1958,6 @@ static int dmirror_range_snapshot(struct dmirror *d, struct hmm_range *range,
 				  unsigned char *perm)
 {
 	struct mm_struct *mm = dmirror_mm(d);
-	uint64_t deadline = dmirror_now_ms() + DMIRROR_RANGE_FAULT_TIMEOUT;
 	unsigned long n = (range->end - range->start) >> PAGE_SHIFT;
 	struct dmirror_interval notifier;
 	int ret;
@@ -1909,32 +1970,12 @@ static int dmirror_range_snapshot(struct dmirror *d, struct hmm_range *range,
 					   &dmirror_mrn_ops);
 	if (ret)
 		return ret;
-	for (;;) {
-		if (dmirror_now_ms() > deadline) {
-			ret = -EBUSY;
-			goto out;
-		}
-		memset(range->hmm_pfns, 0, n * sizeof(*range->hmm_pfns));
-		range->notifier_seq = mmu_interval_read_begin(range->notifier);
-		mmap_read_lock(mm);
-		ret = hmm_range_fault(range);
-		mmap_read_unlock(mm);
-		if (ret == -EBUSY)
-			continue;
-		if (ret)
-			goto out;
-		mutex_lock(&d->mutex);
-		if (mmu_interval_read_retry(range->notifier,
-					    range->notifier_seq)) {
-			mutex_unlock(&d->mutex);
-			continue;
-		}
-		break;
+	ret = dmirror_range_fault_lock(d, range);
+	if (!ret) {
+		for (unsigned long i = 0; i < n; i++)
+			perm[i] = dmirror_mkentry(d, range->hmm_pfns[i]);
+		mutex_unlock(&d->mutex);
 	}
-	for (unsigned long i = 0; i < n; i++)
-		perm[i] = dmirror_mkentry(d, range->hmm_pfns[i]);
-	mutex_unlock(&d->mutex);
-out:
 	mmu_interval_notifier_remove(range->notifier);
 	return ret;
 }

@@ -60,14 +60,20 @@
  *     the machine is destroyed, so a command after release fails with
  *     -EINVAL ("no private data") instead of touching freed memory;
  *   - dmirror_remove() closes mirrors still open;
- *   - eviction on RELEASE and remove retries pages that are busy until
- *     the chunk is empty (bounded by a 10 s budget, then -EBUSY);
+ *   - eviction on RELEASE and remove retries pages that are busy, or
+ *     whose system page or copy failed, until the chunk is empty (bounded
+ *     by a 10 s budget, then -EBUSY, -ENOMEM or -EIO);
  *   - a new chunk's pages are not all put on the order-0 free list: they
  *     are handed out from a cursor, so any chunk can serve PMD-sized
  *     folios; a single page breaks up a free folio only when nothing else
  *     is left (test_hmm maps a chunk per large request);
  *   - allocations honour the machine's "device_alloc" fault-injection
  *     site as well as HMM_DMIRROR_FLAG_FAIL_ALLOC;
+ *   - every migration copy goes through one copy engine that can fail
+ *     like DMA (the "device_copy" and "copy_page" sites); the page then
+ *     stays where it was: MIGRATE_TO_DEV reads it back as -ENOENT,
+ *     MIGRATE_TO_SYS stops with -EIO, a CPU fault gets SIGBUS (-EFAULT),
+ *     eviction retries it (test_hmm's copies cannot fail);
  *   - mmap() of the device file takes the process to map into as an
  *     argument (the kernel maps into current->mm, which need not be the
  *     mirror's mm), and fails with -EINVAL on a released mirror.
@@ -196,7 +202,10 @@ struct dmirror *dmirror_open(struct hetmm_machine *m, unsigned int minor,
  * fault on memory the process cannot read; -EPERM: a device write to
  * read-only memory, CHECK_EXCLUSIVE finding atomic access still granted;
  * -ENOENT: pages that did not reach the device; -EBUSY: the fault budget
- * ran out; -ENOMEM; -EOPNOTSUPP: EXCLUSIVE on non-anonymous memory.
+ * ran out; -ENOMEM; -EIO: MIGRATE_TO_SYS met a failed device copy (the
+ * pages before it came back, the rest stayed on the device), RELEASE kept
+ * failing to copy a page back until its deadline; -EOPNOTSUPP: EXCLUSIVE
+ * on non-anonymous memory.
  */
 int dmirror_ioctl(struct dmirror *d, unsigned int cmd,
 		  struct hmm_dmirror_cmd *arg);

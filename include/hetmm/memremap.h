@@ -204,8 +204,9 @@ void memunmap_pages(struct dev_pagemap *pgmap);
  * migrate every device page still in use back to system memory through
  * migrate_device_range() (retrying pages that are locked or being freed),
  * then wait for the references to drain and unmap.
- * Return: 0, or -ENOMEM if system memory ran out (the pgmap then stays
- * mapped, dying, with the pages that could not move; call again).
+ * Return: 0, or -ENOMEM if system memory ran out or -EIO if a copy
+ * failed (either way the pgmap stays mapped, dying, with the pages that
+ * could not move, their data intact; call again).
  */
 int memunmap_pages_evict(struct dev_pagemap *pgmap);
 

@@ -519,21 +519,18 @@ static int evict_batch(struct hetmm_machine *m, unsigned long pfn,
 		order = (src[i] & MIGRATE_PFN_COMPOUND) ?
 				folio_order(page_folio(spage)) :
 				0;
+		/* No VMA to split with: a large folio moves whole or stays. */
 		new = folio_alloc(m, __GFP_MOVABLE, order);
-		if (!new && order) {
-			/* No vma to split with: the pfn API cannot fall back. */
-			ret = -ENOMEM;
-			continue;
-		}
 		if (!new) {
 			ret = -ENOMEM;
 			continue;
 		}
 		folio_lock(new);
 		if (folio_mc_copy(new, page_folio(spage))) {
+			/* The page stays on the device, intact. */
 			folio_unlock(new);
 			folio_put(new);
-			ret = -ENOMEM;
+			ret = -EIO;
 			continue;
 		}
 		dst[i] = migrate_pfn(folio_pfn(new)) |

@@ -4,7 +4,8 @@
  * errors, the ioctl's argument checks (spec 5.4), the allocator's
  * counters and chunk growth, RELEASE and reuse, FAIL_ALLOC in both
  * directions, unloading with pages on the devices, eviction on close,
- * two mirrors of one process, fault injection, a small concurrent run,
+ * two mirrors of one process, fault injection (device allocation, and
+ * copies failing in each direction), a small concurrent run,
  * the "dmirror" checker catching a corrupted device page table, and the
  * device-file mmap: vm_insert_page()'s rules, private (COW) and shared
  * mappings of driver pages, fork, mremap, munmap and exit releasing them,
@@ -774,6 +775,77 @@ static void test_device_alloc_injection(void **state)
 	free(buf);
 }
 
+/*
+ * A copy the device's engine fails (the device_copy site; copy_page
+ * likewise) leaves the page where it was, in every direction: MIGRATE_TO_DEV
+ * reads back -ENOENT, MIGRATE_TO_SYS stops with -EIO after committing the
+ * pages before it, and a CPU fault on a device page fails with -EFAULT
+ * (SIGBUS) and can be retried.
+ */
+static void test_device_copy_injection(void **state)
+{
+	struct env *e = *state;
+	unsigned long n = 4, a;
+	char *buf = malloc(n * PG);
+	struct hmm_dmirror_cmd c;
+	unsigned char snap[4];
+	struct dmirror *d;
+	uint64_t w;
+
+	ASSERT_OK(dmirror_probe(e->m, 1, 0));
+	d = open_ok(e->m, 0, e->mm);
+	a = map(e->mm, n * PG, RW, PRIV_ANON);
+	cpu_fill(e->mm, a, n, 67);
+
+	/* To the device: the second page stays in system memory. */
+	ASSERT_OK(hetmm_fault_set(&e->m->faults, HETMM_FAULT_device_copy,
+				  FAULT_NTH, 2, 0));
+	assert_int_equal(cmd(d, HMM_DMIRROR_MIGRATE_TO_DEV, a, buf, n, &c),
+			 -ENOENT);
+	assert_int_equal(
+		hetmm_fault_failures(&e->m->faults, HETMM_FAULT_device_copy),
+		1);
+	hetmm_fault_reset(&e->m->faults);
+	assert_int_equal(counters(e->m, 0).in_service, n - 1);
+	ASSERT_OK(cmd(d, HMM_DMIRROR_SNAPSHOT, a, snap, n, NULL));
+	assert_int_equal(snap[1], HMM_DMIRROR_PROT_WRITE);
+	check_ok(e->m);
+	ASSERT_OK(cmd(d, HMM_DMIRROR_MIGRATE_TO_DEV, a, buf, n, NULL));
+	buf_expect(buf, n, 67);
+	assert_int_equal(counters(e->m, 0).in_service, n);
+
+	/* Back: the first page comes back, the second fails, the rest wait. */
+	ASSERT_OK(hetmm_fault_set(&e->m->faults, HETMM_FAULT_device_copy,
+				  FAULT_NTH, 2, 0));
+	assert_int_equal(cmd(d, HMM_DMIRROR_MIGRATE_TO_SYS, a, buf, n, &c),
+			 -EIO);
+	hetmm_fault_reset(&e->m->faults);
+	assert_int_equal(counters(e->m, 0).in_service, n - 1);
+	ASSERT_OK(cmd(d, HMM_DMIRROR_SNAPSHOT, a, snap, n, NULL));
+	assert_int_equal(snap[0], HMM_DMIRROR_PROT_WRITE);
+	assert_int_equal(snap[1], HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
+					  HMM_DMIRROR_PROT_WRITE);
+	check_ok(e->m);
+
+	/* A CPU fault whose copy fails: SIGBUS, the page stays put. */
+	ASSERT_OK(hetmm_fault_set(&e->m->faults, HETMM_FAULT_copy_page,
+				  FAULT_NTH, 1, 0));
+	assert_int_equal(hetmm_cpu_read(e->mm, 0, a + PG, &w, sizeof(w)),
+			 -EFAULT);
+	assert_int_equal(
+		hetmm_fault_failures(&e->m->faults, HETMM_FAULT_copy_page), 1);
+	hetmm_fault_reset(&e->m->faults);
+	assert_int_equal(counters(e->m, 0).in_service, n - 1);
+	check_ok(e->m);
+
+	/* Nothing was lost: every page reads back, faulting home. */
+	cpu_expect(e->mm, a, n, 67);
+	assert_int_equal(counters(e->m, 0).in_service, 0);
+	check_ok(e->m);
+	dmirror_release(d);
+	free(buf);
+}
+
 /* The checker compares every device entry with the CPU page table. */
 static void test_checker_catches_corruption(void **state)
 {
@@ -1490,6 +1562,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_invalidation, env_setup,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_device_alloc_injection,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_device_copy_injection,
 						env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_checker_catches_corruption,
 						env_setup, env_teardown),

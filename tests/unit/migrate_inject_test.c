@@ -19,8 +19,17 @@
  *     them (no leaked or double-counted device page);
  *   - hetmm_check() passes, before and after the data is read back;
  *   - every byte reads back as written.
- * A site that never fails in any of these runs is not honoured by the
- * migration paths: the test reports it as an expected failure.
+ * Every site must fail in some of these runs: one that never does is not
+ * honoured by the migration paths, and the test fails. A failed copy
+ * (device_copy, copy_page) must leave the page where it was, as a failed
+ * allocation does: it shows as -EIO from MIGRATE_TO_SYS, -EFAULT (SIGBUS)
+ * from a CPU fault or a device fault that could not migrate the page
+ * back, -ENOENT from MIGRATE_TO_DEV.
+ *
+ * Eviction (HMM_DMIRROR_RELEASE, the hot-unplug of the device's memory)
+ * runs the same loop for the copy sites, with 4 KiB pages and a THP on the
+ * device: a failed copy is retried, so RELEASE succeeds and every page
+ * comes back intact.
  */
 #include <fcntl.h>
 
@@ -311,8 +320,13 @@ static int run_op(struct env *e, enum scenario s, unsigned long addr,
 	return ret;
 }
 
-/* May @s give @ret when a failure was injected? */
-static bool ret_allowed(enum scenario s, int ret)
+static bool is_copy_site(enum hetmm_fault_site site)
+{
+	return site == HETMM_FAULT_device_copy || site == HETMM_FAULT_copy_page;
+}
+
+/* May @s give @ret when a failure was injected at @site? */
+static bool ret_allowed(enum hetmm_fault_site site, enum scenario s, int ret)
 {
 	switch (ret) {
 	case 0:
@@ -320,9 +334,11 @@ static bool ret_allowed(enum scenario s, int ret)
 	case -ENOENT: /* a page did not reach the device */
 		return s == TO_DEV || s == PEER;
 	case -ENOMEM: /* no system page to come back to */
-		return s != TO_DEV;
-	case -EFAULT: /* a device fault whose migrate_to_ram failed */
-		return s == PEER;
+		return s != TO_DEV && !is_copy_site(site);
+	case -EIO: /* MIGRATE_TO_SYS: a copy back failed */
+		return (s == TO_SYS || s == PEER) && is_copy_site(site);
+	case -EFAULT: /* a CPU or device fault whose migrate_to_ram failed */
+		return s == PEER || (s == CPU_FAULT && is_copy_site(site));
 	default:
 		return false;
 	}
@@ -368,7 +384,7 @@ static bool one_run(struct env *e, enum hetmm_fault_site site, uint64_t nth,
 	failures = hetmm_fault_failures(&e->m->faults, site);
 	hetmm_fault_reset(&e->m->faults);
 
-	if (!ret_allowed(s, ret) || (!failures && ret))
+	if (!ret_allowed(site, s, ret) || (!failures && ret))
 		fail_msg("%s: %s (%llu injected)", cur_run, hetmm_errname(ret),
 			 (unsigned long long)failures);
 
@@ -431,16 +447,19 @@ static void inject_site(void **state, enum hetmm_fault_site site)
 
 			while (one_run(e, site, nth, s, thp, &t))
 				assert_true(++nth < MAX_N);
+			/* Every one of these migrations copies data. */
+			if (is_copy_site(site) && nth == 1)
+				fail_msg("%s %s: %s never failed",
+					 scenario_name[s], thp ? "THP" : "4K",
+					 hetmm_fault_site_name(site));
 		}
 	}
 	printf("# %s: %lu runs, %lu with an injected failure (%lu left a partial migration; %lu THP returns counted as one page)\n",
 	       hetmm_fault_site_name(site), t.runs, t.injected, t.partial,
 	       t.thp_entry_cpages);
-	if (!t.injected) {
-		printf("# XFAIL %s: no migration path honours this fault site\n",
-		       hetmm_fault_site_name(site));
-		skip();
-	}
+	if (!t.injected)
+		fail_msg("%s: no migration path honours this fault site",
+			 hetmm_fault_site_name(site));
 }
 
 static void inject_alloc_pages(void **state)
@@ -461,6 +480,74 @@ static void inject_device_copy(void **state)
 static void inject_copy_page(void **state)
 {
 	inject_site(state, HETMM_FAULT_copy_page);
+}
+
+/*
+ * RELEASE (hot-unplug of A's memory) with @site failing its @nth call,
+ * while A holds 4 KiB pages and a THP. Failed copies are retried: the
+ * command succeeds and every page is back in system memory, intact.
+ * Return: true if a failure was injected.
+ */
+static bool one_release(struct env *e, enum hetmm_fault_site site, uint64_t nth)
+{
+	unsigned long small = map_small(e), thp = map_thp(e);
+	uint64_t seed = (uint64_t)site << 40 | nth << 8 | 0xe;
+	enum where at[HPAGE_PMD_NR];
+	struct hmm_dmirror_cmd c;
+	uint64_t failures;
+
+	snprintf(cur_run, sizeof(cur_run), "release, %s failing call %llu",
+		 hetmm_fault_site_name(site), (unsigned long long)nth);
+	cpu_fill(e->mm, small, SMALL_PAGES, seed);
+	cpu_fill(e->mm, thp, HPAGE_PMD_NR, seed + 1);
+	ASSERT_OK(cmd(e->a, HMM_DMIRROR_MIGRATE_TO_DEV, small, e->buf,
+		      SMALL_PAGES, &c));
+	ASSERT_OK(cmd(e->a, HMM_DMIRROR_MIGRATE_TO_DEV, thp, e->buf,
+		      HPAGE_PMD_NR, &c));
+	assert_int_equal(in_service(e, e->minor_a), SMALL_PAGES + HPAGE_PMD_NR);
+
+	ASSERT_OK(hetmm_fault_set(&e->m->faults, site, FAULT_NTH, (double)nth,
+				  0));
+	if (cmd(e->a, HMM_DMIRROR_RELEASE, small, e->buf, 1, &c))
+		fail_msg("%s: RELEASE failed", cur_run);
+	failures = hetmm_fault_failures(&e->m->faults, site);
+	hetmm_fault_reset(&e->m->faults);
+
+	assert_int_equal(in_service(e, e->minor_a), 0);
+	locate(e, small, SMALL_PAGES, at);
+	assert_int_equal(count_at(at, SMALL_PAGES, AT_SYS), SMALL_PAGES);
+	locate(e, thp, HPAGE_PMD_NR, at);
+	assert_int_equal(count_at(at, HPAGE_PMD_NR, AT_SYS), HPAGE_PMD_NR);
+	check_ok(e->m, "after the injected release");
+	cpu_expect(e->mm, small, SMALL_PAGES, seed);
+	cpu_expect(e->mm, thp, HPAGE_PMD_NR, seed + 1);
+	check_ok(e->m, "after reading back");
+	ASSERT_OK(hetmm_munmap(e->mm, small, SMALL_PAGES * PG));
+	ASSERT_OK(hetmm_munmap(e->mm, thp, SZ_2M));
+	return failures > 0;
+}
+
+static void inject_release(void **state, enum hetmm_fault_site site)
+{
+	struct env *e = *state;
+	uint64_t nth = 1;
+
+	while (one_release(e, site, nth))
+		assert_true(++nth < MAX_N);
+	printf("# release, %s: %llu runs with an injected failure\n",
+	       hetmm_fault_site_name(site), (unsigned long long)(nth - 1));
+	/* At least the first copy of every run is retried. */
+	assert_true(nth > 1);
+}
+
+static void inject_release_device_copy(void **state)
+{
+	inject_release(state, HETMM_FAULT_device_copy);
+}
+
+static void inject_release_copy_page(void **state)
+{
+	inject_release(state, HETMM_FAULT_copy_page);
 }
 
 /* ------------------------------------------------------------- bad input */
@@ -630,6 +717,10 @@ static void bad_input_migrate(void **state)
 						env_teardown),              \
 		cmocka_unit_test_setup_teardown(inject_copy_page, setup,    \
 						env_teardown),              \
+		cmocka_unit_test_setup_teardown(inject_release_device_copy, \
+						setup, env_teardown),       \
+		cmocka_unit_test_setup_teardown(inject_release_copy_page,   \
+						setup, env_teardown),       \
 		cmocka_unit_test_setup_teardown(bad_input_migrate, setup,   \
 						env_teardown)
 

@@ -678,7 +678,7 @@ static void bench_mprotect(const struct bench_opts *o, struct bench_result *r)
  *    scaling; the note gives memset's own two-thread scaling over as many
  *    cold pages, measured by the same threads, as that bound.
  */
-#define SCALE_WINDOW 256UL /* pages; 1 MiB, within one core's L2 */
+#define SCALE_WINDOW 64UL /* pages: 256 KiB, cache-resident for both CPUs */
 
 enum scale_what {
 	SCALE_OURS_HOT,

@@ -154,10 +154,12 @@ void up_write(struct rw_semaphore *s);
 #define PCPU_RWSEM_SLOTS 32
 
 struct percpu_rw_semaphore {
+	/* One cache line each: the semaphore (and whatever embeds it, such
+	 * as mm_struct) is 64-byte aligned, so allocate it accordingly. */
 	struct {
 		atomic_long n;
 		char pad[64 - sizeof(atomic_long)];
-	} slot[PCPU_RWSEM_SLOTS];
+	} __attribute__((aligned(64))) slot[PCPU_RWSEM_SLOTS];
 	atomic_int wflag;
 	pthread_rwlock_t rw;
 #if HETMM_DEBUG >= 1

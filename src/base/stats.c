@@ -16,10 +16,11 @@
 #include <hetmm/list.h>
 #include <hetmm/stats.h>
 
+/* Cache-line aligned: threads' counters never share a line. */
 struct stat_node {
 	struct hetmm_stat_block blk;
 	struct list_head link;
-};
+} __attribute__((aligned(64)));
 
 __hetmm_tls struct hetmm_stat_block *__hetmm_stat_blk;
 
@@ -62,9 +63,11 @@ static void stats_key_init(void)
 
 struct hetmm_stat_block *__hetmm_stat_block_slow(void)
 {
-	struct stat_node *n = calloc(1, sizeof(*n));
+	struct stat_node *n = aligned_alloc(_Alignof(struct stat_node),
+					    sizeof(*n));
 
 	HETMM_BUG_ON(!n);
+	memset(n, 0, sizeof(*n));
 	pthread_once(&stats_once, stats_key_init);
 	pthread_mutex_lock(&stats_lock);
 	list_add_tail(&n->link, &stats_live);

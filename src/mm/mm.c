@@ -29,9 +29,12 @@ struct mm_struct *mm_alloc(struct hetmm_machine *m)
 	mmm = mm_machine(m);
 	if (!mmm)
 		return ERR_PTR(-ENOMEM);
-	mm = calloc(1, sizeof(*mm));
+	/* mmap_lock's reader slots must each own a cache line. */
+	mm = aligned_alloc(_Alignof(struct mm_struct),
+			   ALIGN(sizeof(*mm), _Alignof(struct mm_struct)));
 	if (!mm)
 		return ERR_PTR(-ENOMEM);
+	memset(mm, 0, sizeof(*mm));
 	mm->machine = m;
 	mm->cpus = mmm->cpus;
 	mm->nr_cpus = mmm->nr_cpus;

@@ -114,9 +114,12 @@ struct hetmm_machine *hetmm_machine_create(const struct hetmm_machine_config *cf
 	ret = hetmm_machine_config_check(cfg, NULL);
 	if (ret)
 		return ERR_PTR(ret);
-	m = calloc(1, sizeof(*m));
+	/* The per-thread page lists must each own their cache lines. */
+	m = aligned_alloc(_Alignof(struct hetmm_machine),
+			  ALIGN(sizeof(*m), _Alignof(struct hetmm_machine)));
 	if (!m)
 		return ERR_PTR(-ENOMEM);
+	memset(m, 0, sizeof(*m));
 	m->cfg = *cfg;
 	m->nr_ram_pages = cfg->ram_size >> PAGE_SHIFT;
 	m->device_base_pfn = ALIGN(m->nr_ram_pages, PAGES_PER_SECTION);

@@ -154,12 +154,17 @@ void up_write(struct rw_semaphore *s);
 #define PCPU_RWSEM_SLOTS 32
 
 struct percpu_rw_semaphore {
-	/* One cache line each: the semaphore (and whatever embeds it, such
-	 * as mm_struct) is 64-byte aligned, so allocate it accordingly. */
+	/*
+	 * One cache line each when the semaphore starts on a 64-byte
+	 * boundary: make it the first member of a 64-byte aligned object
+	 * (mm_struct is allocated so). Not an alignment attribute: objects
+	 * embedding it sit on lists whose heads are not so aligned, and
+	 * list_for_each_entry's end test would then see a misaligned object.
+	 */
 	struct {
 		atomic_long n;
 		char pad[64 - sizeof(atomic_long)];
-	} __attribute__((aligned(64))) slot[PCPU_RWSEM_SLOTS];
+	} slot[PCPU_RWSEM_SLOTS];
 	atomic_int wflag;
 	pthread_rwlock_t rw;
 #if HETMM_DEBUG >= 1

@@ -64,8 +64,9 @@ struct hetmm_cpu;
  * @mm_private: the process state (fd table) of the process face.
  */
 struct mm_struct {
-	struct hetmm_machine *machine;
+	/* First: its reader slots start the 64-byte aligned allocation. */
 	struct percpu_rw_semaphore mmap_lock;
+	struct hetmm_machine *machine;
 	struct rb_root mm_rb;
 	int map_count;
 	atomic_int mm_users;

@@ -16,11 +16,15 @@
 #include <hetmm/list.h>
 #include <hetmm/stats.h>
 
-/* Cache-line aligned: threads' counters never share a line. */
+/*
+ * Allocated 64-byte aligned and rounded up to whole lines, so threads'
+ * counters never share one (no alignment attribute: the list head
+ * stats_live is not so aligned).
+ */
 struct stat_node {
 	struct hetmm_stat_block blk;
 	struct list_head link;
-} __attribute__((aligned(64)));
+};
 
 __hetmm_tls struct hetmm_stat_block *__hetmm_stat_blk;
 
@@ -63,8 +67,7 @@ static void stats_key_init(void)
 
 struct hetmm_stat_block *__hetmm_stat_block_slow(void)
 {
-	struct stat_node *n = aligned_alloc(_Alignof(struct stat_node),
-					    sizeof(*n));
+	struct stat_node *n = aligned_alloc(64, ALIGN(sizeof(*n), 64));
 
 	HETMM_BUG_ON(!n);
 	memset(n, 0, sizeof(*n));

@@ -29,9 +29,8 @@ struct mm_struct *mm_alloc(struct hetmm_machine *m)
 	mmm = mm_machine(m);
 	if (!mmm)
 		return ERR_PTR(-ENOMEM);
-	/* mmap_lock's reader slots must each own a cache line. */
-	mm = aligned_alloc(_Alignof(struct mm_struct),
-			   ALIGN(sizeof(*mm), _Alignof(struct mm_struct)));
+	/* mmap_lock (the first member): each reader slot owns a line. */
+	mm = aligned_alloc(64, ALIGN(sizeof(*mm), 64));
 	if (!mm)
 		return ERR_PTR(-ENOMEM);
 	memset(mm, 0, sizeof(*mm));

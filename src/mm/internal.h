@@ -233,6 +233,8 @@ int populate_range(struct mm_struct *mm, unsigned long start,
 
 /* VM_* access bits of PROT_* (mmap.c). */
 unsigned long vm_flags_from_prot(int prot);
+int mmap_place(struct mm_struct *mm, unsigned long *addr, size_t len,
+	       int flags, unsigned long align);
 /* -EINVAL if [start, end) cuts a hugetlb VMA off a 2 MiB boundary. */
 int hugetlb_range_ok(struct mm_struct *mm, unsigned long start,
 		     unsigned long end);

@@ -43,6 +43,35 @@ unsigned long vm_flags_from_prot(int prot)
 	return prot_to_vm_flags(prot);
 }
 
+/*
+ * Make room for a new mapping of @len bytes: with MAP_FIXED (or
+ * MAP_FIXED_NOREPLACE, which refuses with -EEXIST) at *@addr, unmapping
+ * what is there; otherwise at a free range, aligned to @align (PAGE_SIZE
+ * or PMD_SIZE), returned in *@addr.
+ * Return: 0, -EEXIST, -ENOMEM, or do_munmap()'s error.
+ * Context: mmap_lock held for write.
+ */
+int mmap_place(struct mm_struct *mm, unsigned long *addr, size_t len,
+	       int flags, unsigned long align)
+{
+	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+		struct vm_area_struct *o = find_vma(mm, *addr);
+
+		if (!o || o->vm_start >= *addr + len)
+			return 0;
+		if (flags & MAP_FIXED_NOREPLACE)
+			return -EEXIST;
+		/* Not through the middle of a huge page. */
+		return hugetlb_range_ok(mm, *addr, *addr + len) ?:
+			       do_munmap(mm, *addr, *addr + len);
+	}
+	*addr = get_unmapped_area(mm, len + (align > PAGE_SIZE ? align : 0));
+	if (!*addr)
+		return -ENOMEM;
+	*addr = ALIGN(*addr, align);
+	return 0;
+}
+
 unsigned long get_unmapped_area(struct mm_struct *mm, unsigned long len)
 {
 	unsigned long top = HETMM_MMAP_BASE;
@@ -230,30 +259,9 @@ long hetmm_mmap(struct mm_struct *mm, unsigned long addr, size_t len,
 			goto out_free;
 	}
 	mmap_write_lock(mm);
-	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
-		struct vm_area_struct *o = find_vma(mm, addr);
-
-		if (o && o->vm_start < addr + len) {
-			if (flags & MAP_FIXED_NOREPLACE) {
-				ret = -EEXIST;
-				goto out_unlock;
-			}
-			/* Not through the middle of a huge page. */
-			ret = hugetlb_range_ok(mm, addr, addr + len) ?:
-				      do_munmap(mm, addr, addr + len);
-			if (ret)
-				goto out_unlock;
-		}
-	} else {
-		unsigned long extra = huge ? PMD_SIZE : 0;
-
-		addr = get_unmapped_area(mm, len + extra);
-		if (!addr) {
-			ret = -ENOMEM;
-			goto out_unlock;
-		}
-		addr = ALIGN(addr, extra ? PMD_SIZE : PAGE_SIZE);
-	}
+	ret = mmap_place(mm, &addr, len, flags, huge ? PMD_SIZE : PAGE_SIZE);
+	if (ret)
+		goto out_unlock;
 	end = addr + len;
 	vma->vm_start = addr;
 	vma->vm_end = end;

@@ -236,24 +236,9 @@ long hetmm_mmap_driver(struct mm_struct *mm, unsigned long addr, size_t len,
 		}
 	}
 	mmap_write_lock(mm);
-	if (flags & fixed) {
-		struct vm_area_struct *o = find_vma(mm, addr);
-
-		if (o && o->vm_start < addr + len) {
-			ret = -EEXIST;
-			if (flags & MAP_FIXED_NOREPLACE)
-				goto out_unlock;
-			ret = hugetlb_range_ok(mm, addr, addr + len) ?:
-				      do_munmap(mm, addr, addr + len);
-			if (ret)
-				goto out_unlock;
-		}
-	} else {
-		addr = get_unmapped_area(mm, len);
-		ret = -ENOMEM;
-		if (!addr)
-			goto out_unlock;
-	}
+	ret = mmap_place(mm, &addr, len, flags, PAGE_SIZE);
+	if (ret)
+		goto out_unlock;
 	vma->vm_start = addr;
 	vma->vm_end = addr + len;
 	vma->vm_pgoff = addr >> PAGE_SHIFT;

@@ -18,8 +18,11 @@
  * releases them all (as gup_test, and as a registration does); the time
  * of a pass divided by its pages (4 KiB) or folios (THP) is the figure.
  * Each pass size is measured 2 * REPS times, ours and the peer
- * alternating which goes first; the fastest of each counts. The row shows
- * the largest batch; the note shows the sweep.
+ * alternating which goes first; the fastest of each counts. A sample of
+ * ours repeats its pass for at least SAMPLE_NS (at most MAX_INNER times)
+ * and keeps the fastest pass, so a pass of a few microseconds (the THP
+ * range outputs) is seen about as long as the peer's registration. The
+ * row shows the largest batch; the note shows the sweep.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -228,6 +231,10 @@ struct gup_bench {
 	struct iovec *iov; /* one per call */
 };
 
+/* Each sample of ours runs passes for this long, at most MAX_INNER. */
+#define SAMPLE_NS 100000ULL
+#define MAX_INNER 256UL
+
 /* Output pages a call of @n pages needs, so that it never stops short. */
 static unsigned long range_bufs(enum gup_mode mode, unsigned long n)
 {
@@ -430,15 +437,18 @@ static void measure_point(struct gup_bench *b, struct uring_peer *u,
 			  struct sweep_point *p, unsigned long unit)
 {
 	unsigned long nunits = b->npages / unit;
-	/* Short passes run several times per sample. */
-	unsigned long inner = max(1UL, (unit > 1 ? 512UL : 8192UL) / nunits);
 	double best_ours = 1e30, best_peer = 1e30;
+	unsigned long inner;
 	unsigned int nr_iov;
+	uint64_t t1;
 
 	b->batch = p->batch * unit;
 	if (b->mode >= RANGES_FOLIO)
 		ranges_prepare(b);
 	nr_iov = host_iovecs(b);
+	/* Short passes run several times per sample (see the file comment). */
+	t1 = max(ours_pass(b), (uint64_t)1);
+	inner = min(MAX_INNER, max(1UL, (unsigned long)(SAMPLE_NS / t1)));
 	for (int r = 0; r < 2 * REPS; r++) {
 		double tp = 0;
 		uint64_t t = UINT64_MAX;

@@ -33,6 +33,8 @@
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))
 #endif
+/* Start loading the line at @x to write it (never faults). */
+#define prefetchw(x) __builtin_prefetch((x), 1)
 #define __printf(a, b) __attribute__((format(printf, a, b)))
 #define __must_check __attribute__((warn_unused_result))
 /*

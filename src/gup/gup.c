@@ -64,6 +64,7 @@
 #include <hetmm/stats.h>
 
 #include "../mm/internal.h"
+#include "gup_internal.h"
 
 /* Faults for one address before we call it a livelock and give up. */
 #define GUP_MAX_FAULT_RETRIES 10000
@@ -87,14 +88,7 @@ struct gup_machine {
 static struct gup_machine gup_machines[HETMM_MAX_MACHINES];
 static pthread_mutex_t gup_machines_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* This thread's counts not yet published, for machine @m. */
-struct gup_acct {
-	struct hetmm_machine *m;
-	long acquired;
-	long released;
-};
-
-static __hetmm_tls struct gup_acct gup_acct;
+__hetmm_tls struct gup_acct __gup_acct;
 
 static void gup_check(struct hetmm_machine *m, void *arg,
 		      struct hetmm_check_ctx *ctx);
@@ -135,35 +129,22 @@ void __gup_flush_accounting(void)
 {
 	struct gup_machine *g;
 
-	if (!gup_acct.m || (!gup_acct.acquired && !gup_acct.released))
+	if (!__gup_acct.m || (!__gup_acct.acquired && !__gup_acct.released))
 		return;
-	g = gup_machine(gup_acct.m);
+	g = gup_machine(__gup_acct.m);
 	/* A pin call only acquires, an unpin only releases: one atomic. */
-	if (gup_acct.acquired)
-		atomic_fetch_add(&g->acquired, gup_acct.acquired);
-	if (gup_acct.released)
-		atomic_fetch_add(&g->released, gup_acct.released);
-	gup_acct.acquired = 0;
-	gup_acct.released = 0;
+	if (__gup_acct.acquired)
+		atomic_fetch_add(&g->acquired, __gup_acct.acquired);
+	if (__gup_acct.released)
+		atomic_fetch_add(&g->released, __gup_acct.released);
+	__gup_acct.acquired = 0;
+	__gup_acct.released = 0;
 }
 
-/* Count @n pins of @folio acquired (or released). Device memory is not
- * counted (the checker only walks RAM). */
-static inline void gup_account(struct folio *folio, long n, bool acquire)
+void __gup_acct_switch(struct hetmm_machine *m)
 {
-	struct hetmm_machine *m;
-
-	if (folio_is_zone_device(folio))
-		return;
-	m = folio_machine(folio);
-	if (unlikely(gup_acct.m != m)) {
-		__gup_flush_accounting();
-		gup_acct.m = m;
-	}
-	if (acquire)
-		gup_acct.acquired += n;
-	else
-		gup_acct.released += n;
+	__gup_flush_accounting();
+	__gup_acct.m = m;
 }
 
 void gup_pin_counts(struct hetmm_machine *m, unsigned long *acquired,
@@ -177,12 +158,6 @@ void gup_pin_counts(struct hetmm_machine *m, unsigned long *acquired,
 		*acquired = (unsigned long)atomic_load(&g->acquired);
 	if (released)
 		*released = (unsigned long)atomic_load(&g->released);
-}
-
-static inline void folio_set_pinned_hint(struct folio *folio)
-{
-	if (!folio_test_flag(folio, PG_has_pinned_hint))
-		folio_set_flag(folio, PG_has_pinned_hint);
 }
 
 static inline bool folio_is_pci_p2pdma(const struct folio *folio)
@@ -261,26 +236,6 @@ retry:
 	return folio;
 }
 
-/*
- * Add @add references to @folio unless its count is zero or would
- * overflow. Sequentially consistent: the caller's re-read of the page
- * tables must not pass it (the unmap side clears an entry, then looks
- * for pins).
- */
-static inline bool folio_ref_try_add_sc(struct folio *folio, int add)
-{
-	int v = atomic_load_explicit(&folio->page._refcount,
-				     memory_order_relaxed);
-
-	do {
-		if (v <= 0 || v > INT32_MAX - add)
-			return false;
-	} while (!atomic_compare_exchange_weak_explicit(
-		&folio->page._refcount, &v, v + add, memory_order_seq_cst,
-		memory_order_relaxed));
-	return true;
-}
-
 struct folio *__gup_grab_folio_fast(struct page *page, int refs,
 				    unsigned int flags)
 {
@@ -317,24 +272,15 @@ retry:
 				       refs * (int)GUP_PIN_COUNTING_BIAS);
 			return NULL;
 		}
+		folio_set_pinned_hint(folio);
 	} else {
-		if (!folio_ref_try_add_sc(folio, refs))
-			return NULL;
-		if (unlikely(page_folio(page) != folio ||
-			     !folio_test_large(folio))) {
-			folio_put_refs(folio, refs);
+		int ret = gup_try_pin_large(page, folio, refs, flags);
+
+		if (ret == -EAGAIN)
 			goto retry;
-		}
-		if (unlikely((flags & FOLL_LONGTERM) &&
-			     !folio_is_longterm_pinnable(folio))) {
-			folio_put_refs(folio, refs);
+		if (ret)
 			return NULL;
-		}
-		/* The exact count, before the caller re-reads the entry. */
-		atomic_fetch_add_explicit(&folio->page._pincount, refs,
-					  memory_order_seq_cst);
 	}
-	folio_set_pinned_hint(folio);
 	gup_account(folio, refs, true);
 	return folio;
 }
@@ -343,9 +289,9 @@ retry:
  * An unpin the folio cannot have: in debug builds it is recorded as a bad
  * page and ignored (the kernel would corrupt the counts silently).
  */
-static bool unpin_is_bogus(struct folio *folio, int refs)
-{
 #if HETMM_DEBUG >= 1
+bool __gup_unpin_is_bogus(struct folio *folio, int refs)
+{
 	if (folio_test_large(folio)) {
 		if (folio_pincount(folio) < refs) {
 			hetmm_bad_page(&folio->page,
@@ -359,25 +305,24 @@ static bool unpin_is_bogus(struct folio *folio, int refs)
 			       "unpin of a folio that is not pinned");
 		return true;
 	}
-#else
-	(void)folio;
-	(void)refs;
-#endif
 	return false;
 }
+#endif
 
 void __gup_put_folio(struct folio *folio, int refs, unsigned int flags)
 {
 	if (flags & FOLL_PIN) {
 		if (is_zero_folio(folio))
 			return;
-		if (unlikely(unpin_is_bogus(folio, refs)))
+		if (folio_test_large(folio)) {
+			if (gup_unpin_large(folio, refs))
+				gup_account(folio, refs, false);
+			return;
+		}
+		if (unlikely(__gup_unpin_is_bogus(folio, refs)))
 			return;
 		gup_account(folio, refs, false);
-		if (folio_test_large(folio))
-			atomic_fetch_sub(&folio->page._pincount, refs);
-		else
-			refs *= GUP_PIN_COUNTING_BIAS;
+		refs *= GUP_PIN_COUNTING_BIAS;
 	}
 	folio_put_refs(folio, refs);
 }
@@ -1677,20 +1622,10 @@ err:
 
 /* ------------------------------------------------------------ GUP-fast */
 
-/*
- * GUP-fast may take a file folio for PIN|LONGTERM|WRITE only if it is
- * hugetlb (no dirty tracking). The kernel also lets shmem through by
- * looking at folio->mapping; our inodes are not RCU-freed, so we may not
- * dereference a mapping we hold no reference on: the slow path decides.
- */
+/* See gup_fast_folio_allowed() in gup_internal.h. */
 bool __gup_fast_folio_allowed(struct folio *folio, unsigned int flags)
 {
-	if ((flags & (FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE)) !=
-	    (FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE))
-		return true;
-	if (folio_test_hugetlb(folio))
-		return true;
-	return folio_test_anon(folio);
+	return gup_fast_folio_allowed(folio, flags);
 }
 
 /* Undo the pins of pages[0..n) after a race (no sanity checks). */

@@ -22,6 +22,12 @@
  *     entry never fails to fit, and every pinned page is in the output.
  *   - Pins are per page, as with the page-array calls: out->nr_pages pins
  *     in all, each output run of n pages holds n pins.
+ *   - A PMD leaf of a large RAM folio (THP, hugetlb), the case the walk is
+ *     tuned for, is pinned inline (gup_try_pin_large) and its pins are
+ *     accounted once per call; so are the inline releases of large RAM
+ *     folios in unpin_user_ranges(). Everything else is accounted by the
+ *     generic calls it goes through. Either way the machine's counts match
+ *     the pins when an entry point returns.
  *   - A chunk's pins become output only after mm->write_protect_seq is
  *     found unchanged (and even) around them; otherwise they are dropped
  *     and the chunk goes to the slow path, which excludes fork by
@@ -36,6 +42,8 @@
 #include <hetmm/err.h>
 #include <hetmm/gup.h>
 #include <hetmm/mm.h>
+
+#include "gup_internal.h"
 
 /* ---------------------------------------------------------------- encoder */
 
@@ -68,7 +76,7 @@ static void enc_reset(struct gup_range_output *o, struct hetmm_machine *m)
 }
 
 /* Free bytes left in the output. */
-static unsigned long enc_free(const struct gup_range_output *o)
+static __always_inline unsigned long enc_free(const struct gup_range_output *o)
 {
 	if (o->cur >= o->nr_bufs)
 		return 0;
@@ -89,8 +97,8 @@ static unsigned long enc_free(const struct gup_range_output *o)
  * last entry into EXT adds one word with at least one page), plus a word
  * lost at an output-page boundary, plus slack.
  */
-static unsigned long enc_worst(const struct gup_range_output *o,
-			       unsigned long n)
+static __always_inline unsigned long enc_worst(const struct gup_range_output *o,
+					       unsigned long n)
 {
 	if (o->format == GUP_RANGE_PFN)
 		return n * sizeof(uint64_t) + 2 * sizeof(uint64_t);
@@ -109,7 +117,7 @@ static unsigned long enc_fits(const struct gup_range_output *o,
 }
 
 /* A new fixed-size entry slot (FOLIO, PHYS), moving to the next page. */
-static bool enc_next_slot(struct gup_range_output *o)
+static __always_inline bool enc_next_slot(struct gup_range_output *o)
 {
 	if (o->front == GUP_RANGES_PER_BUF) {
 		o->cur++;
@@ -118,11 +126,10 @@ static bool enc_next_slot(struct gup_range_output *o)
 	return o->cur < o->nr_bufs;
 }
 
-static bool enc_folio(struct gup_range_output *o, struct page *page,
-		      unsigned long nr)
+static __always_inline bool enc_folio(struct gup_range_output *o,
+				      struct folio *folio, uint32_t off,
+				      unsigned long nr)
 {
-	struct folio *folio = page_folio(page);
-	uint32_t off = (uint32_t)(page - &folio->page);
 	struct gup_folio_range *last = NULL;
 
 	if (o->front)
@@ -143,8 +150,8 @@ static bool enc_folio(struct gup_range_output *o, struct page *page,
 	return true;
 }
 
-static bool enc_phys(struct gup_range_output *o, unsigned long pfn,
-		     unsigned long nr)
+static __always_inline bool enc_phys(struct gup_range_output *o,
+				     unsigned long pfn, unsigned long nr)
 {
 	uint64_t paddr = (uint64_t)pfn << PAGE_SHIFT;
 	struct phys_vec *last = NULL;
@@ -262,13 +269,31 @@ static bool enc_pfn(struct gup_range_output *o, unsigned long pfn,
 static bool enc_add(struct gup_range_output *o, struct page *page,
 		    unsigned long nr)
 {
+	struct folio *folio;
+
 	switch (o->format) {
 	case GUP_RANGE_FOLIO:
-		return enc_folio(o, page, nr);
+		folio = page_folio(page);
+		return enc_folio(o, folio, (uint32_t)(page - &folio->page), nr);
 	case GUP_RANGE_PHYS:
 		return enc_phys(o, page_to_pfn(page), nr);
 	default:
 		return enc_pfn(o, page_to_pfn(page), nr);
+	}
+}
+
+/* enc_add() for @nr pages at @pfn, the @off-th page of @folio. */
+static __always_inline bool enc_add_known(struct gup_range_output *o,
+					  struct folio *folio, uint32_t off,
+					  unsigned long pfn, unsigned long nr)
+{
+	switch (o->format) {
+	case GUP_RANGE_FOLIO:
+		return enc_folio(o, folio, off, nr);
+	case GUP_RANGE_PHYS:
+		return enc_phys(o, pfn, nr);
+	default:
+		return enc_pfn(o, pfn, nr);
 	}
 }
 
@@ -306,8 +331,9 @@ enum ranges_status {
  * to what surely fits if nothing was produced yet. 0: stop (full). A PMD
  * leaf (@leaf) is one run however many pages it covers.
  */
-static unsigned long chunk_end(const struct gup_range_output *o,
-			       unsigned long addr, unsigned long end, bool leaf)
+static __always_inline unsigned long chunk_end(const struct gup_range_output *o,
+					       unsigned long addr,
+					       unsigned long end, bool leaf)
 {
 	unsigned long e = pt_addr_end(addr, end, PMD_SIZE);
 	unsigned long n = (e - addr) >> PAGE_SHIFT, fit;
@@ -322,36 +348,63 @@ static unsigned long chunk_end(const struct gup_range_output *o,
 	return fit ? addr + (min(fit, n) << PAGE_SHIFT) : 0;
 }
 
-/* A PMD leaf chunk [addr, e): all of it, or false (slow path). */
-static bool ranges_pmd_leaf(struct gup_range_output *o, struct mm_struct *mm,
-			    pmd_t pmd, pmd_t *pmdp, unsigned long addr,
-			    unsigned long e, unsigned int flags,
-			    unsigned int seq)
+/*
+ * A PMD leaf chunk [addr, e): all of it, or false (slow path). A large RAM
+ * folio (THP, hugetlb), the common case, is pinned inline and counted in
+ * *@acct for the caller to account once; anything else goes through
+ * __gup_grab_folio_fast(), which accounts itself.
+ */
+static inline bool ranges_pmd_leaf(struct gup_range_output *o,
+				   struct mm_struct *mm, pmd_t pmd, pmd_t *pmdp,
+				   unsigned long addr, unsigned long e,
+				   unsigned int flags, unsigned int seq,
+				   long *acct)
 {
 	int nr = (int)((e - addr) >> PAGE_SHIFT);
+	unsigned long pfn = pte_pfn(pmd) + pte_index(addr);
 	struct page *page;
 	struct folio *folio;
+	bool ram;
 
 	if (pte_protnone(pmd) ||
 	    !pte_access_permitted(pmd, flags & FOLL_WRITE) || pte_special(pmd))
 		return false;
-	page = pfn_to_page(mm->machine, pte_pfn(pmd)) + pte_index(addr);
-	folio = __gup_grab_folio_fast(page, nr, flags);
-	if (!folio)
-		return false;
+	page = pfn_to_page(mm->machine, pfn);
+	folio = page_folio(page);
+	ram = folio_test_large(folio) && !folio_is_zone_device(folio);
+	if (likely(ram)) {
+		if (gup_try_pin_large(page, folio, nr, flags))
+			return false;
+	} else {
+		folio = __gup_grab_folio_fast(page, nr, flags);
+		if (!folio)
+			return false;
+	}
 	if (unlikely(pte_val(ptep_get(pmdp)) != pte_val(pmd)) ||
-	    !__gup_fast_folio_allowed(folio, flags) ||
+	    !gup_fast_folio_allowed(folio, flags) ||
 	    (!pte_write(pmd) && gup_must_unshare(NULL, flags, &folio->page)) ||
 	    atomic_load_explicit(&mm->write_protect_seq.sequence,
-				 memory_order_seq_cst) != seq) {
-		__gup_put_folio(folio, nr, flags);
-		return false;
+				 memory_order_seq_cst) != seq)
+		goto undo;
+	if (HETMM_WARN_ON_ONCE(!enc_add_known(o, folio,
+					      (uint32_t)(page - &folio->page),
+					      pfn, (unsigned long)nr))) {
+		if (ram)
+			gup_unpin_large(folio, nr);
+		else
+			__gup_put_folio(folio, nr, flags);
+		return true;
 	}
-	if (HETMM_WARN_ON_ONCE(!enc_add(o, page, (unsigned long)nr)))
-		__gup_put_folio(folio, nr, flags);
-	else
-		o->nr_pages += (unsigned long)nr;
+	o->nr_pages += (unsigned long)nr;
+	if (ram)
+		*acct += nr;
 	return true;
+undo:
+	if (ram)
+		gup_unpin_large(folio, nr);
+	else
+		__gup_put_folio(folio, nr, flags);
+	return false;
 }
 
 /*
@@ -365,6 +418,7 @@ ranges_fast(struct mm_struct *mm, unsigned long *addrp, unsigned long end,
 	struct hetmm_machine *m = mm->machine;
 	enum ranges_status st = RANGES_DONE;
 	unsigned long addr = *addrp;
+	long acct = 0; /* pins of ranges_pmd_leaf() to account */
 
 	rcu_read_lock();
 	while (addr < end) {
@@ -395,8 +449,20 @@ ranges_fast(struct mm_struct *mm, unsigned long *addrp, unsigned long end,
 			}
 			n = (e - addr) >> PAGE_SHIFT;
 			if (pmd_leaf(pmd)) {
+				/*
+				 * Head pages of consecutive 2 MiB folios are
+				 * 32 KiB apart in the memmap, so they alias
+				 * in the caches: start on the next one now.
+				 */
+				if (e < pud_end) {
+					pmd_t next = ptep_get(pmdp + 1);
+
+					if (pmd_leaf(next))
+						prefetchw(pfn_to_page(
+							m, pte_pfn(next)));
+				}
 				if (!ranges_pmd_leaf(o, mm, pmd, pmdp, addr, e,
-						     flags, seq))
+						     flags, seq, &acct))
 					goto slow;
 				addr = e;
 				if (e != pt_addr_end(addr - 1, end, PMD_SIZE))
@@ -430,6 +496,8 @@ slow:
 	st = RANGES_SLOW;
 out:
 	rcu_read_unlock();
+	if (acct)
+		gup_account_machine(m, acct, true);
 	*addrp = addr;
 	return st;
 }
@@ -514,27 +582,66 @@ void unpin_folio_range(struct folio *folio, unsigned long offset,
 	__gup_flush_accounting();
 }
 
+/*
+ * Unpin @n pages from the @off-th page of @folio, one run of an output:
+ * a large RAM folio without dirtying, inline, counted in *@released for
+ * the caller to account; anything else through __gup_unpin_range().
+ */
+static inline void unpin_folio_run(struct folio *folio, unsigned long off,
+				   unsigned long n, bool make_dirty,
+				   long *released)
+{
+	if (likely(!make_dirty && folio_test_large(folio) &&
+		   !folio_is_zone_device(folio) &&
+		   off + n <= folio_nr_pages(folio))) {
+		if (gup_unpin_large(folio, (int)n))
+			*released += (long)n;
+		return;
+	}
+	__gup_unpin_range(folio_page(folio, off), n, make_dirty);
+}
+
+/* Unpin the run of @n pages from @page, folio by folio. */
+static inline void unpin_page_run(struct page *page, unsigned long n,
+				  bool make_dirty, long *released)
+{
+	while (n) {
+		struct folio *folio = page_folio(page);
+		unsigned long off = (unsigned long)(page - &folio->page);
+		unsigned long k = min(n, folio_nr_pages(folio) - off);
+
+		unpin_folio_run(folio, off, k, make_dirty, released);
+		page += k;
+		n -= k;
+	}
+}
+
 static void unpin_phys(struct hetmm_machine *m, uint64_t paddr, uint64_t len,
-		       bool make_dirty)
+		       bool make_dirty, long *released)
 {
 	unsigned long n = (unsigned long)(len >> PAGE_SHIFT);
 
 	if (m && n)
-		__gup_unpin_range(
+		unpin_page_run(
 			pfn_to_page(m, (unsigned long)(paddr >> PAGE_SHIFT)), n,
-			make_dirty);
+			make_dirty, released);
 }
 
 void unpin_phys_range(struct hetmm_machine *m, uint64_t paddr, uint64_t len,
 		      bool make_dirty)
 {
-	unpin_phys(m, paddr, len, make_dirty);
+	long released = 0;
+
+	unpin_phys(m, paddr, len, make_dirty, &released);
+	if (released)
+		gup_account_machine(m, released, false);
 	__gup_flush_accounting();
 }
 
-bool gup_pfn_iter_next(const struct gup_range_output *out,
-		       struct gup_pfn_iter *it, unsigned long *pfn,
-		       unsigned long *nr_pages)
+/* gup_pfn_iter_next(), inline for unpin_user_ranges(). */
+static inline bool pfn_iter_next(const struct gup_range_output *out,
+				 struct gup_pfn_iter *it, unsigned long *pfn,
+				 unsigned long *nr_pages)
 {
 	while (it->buf < out->nr_bufs && it->seen < out->nr_entries) {
 		const uint64_t *w = pfn_words(out, it->buf);
@@ -568,42 +675,78 @@ bool gup_pfn_iter_next(const struct gup_range_output *out,
 	return false;
 }
 
+bool gup_pfn_iter_next(const struct gup_range_output *out,
+		       struct gup_pfn_iter *it, unsigned long *pfn,
+		       unsigned long *nr_pages)
+{
+	return pfn_iter_next(out, it, pfn, nr_pages);
+}
+
 void unpin_user_ranges(const struct gup_range_output *out, bool make_dirty)
 {
 	struct gup_range_output *o = (struct gup_range_output *)out;
+	struct hetmm_machine *m;
+	long released = 0;
 
 	if (!out || !out->machine)
 		return;
+	m = out->machine;
+	/*
+	 * Each loop looks one run ahead and starts loading its folio's line
+	 * (THP head pages alias in the caches, see ranges_fast()).
+	 */
 	if (out->format == GUP_RANGE_PFN) {
 		struct gup_pfn_iter it = { 0 };
-		unsigned long pfn, nr;
+		unsigned long pfn, nr, pfn1, nr1;
+		bool more = pfn_iter_next(out, &it, &pfn, &nr);
 
-		while (gup_pfn_iter_next(out, &it, &pfn, &nr))
-			unpin_phys(out->machine, (uint64_t)pfn << PAGE_SHIFT,
-				   (uint64_t)nr << PAGE_SHIFT, make_dirty);
-		__gup_flush_accounting();
-		return;
-	}
-	for (unsigned long j = 0; j < out->nr_entries; j++) {
-		unsigned long b = j / GUP_RANGES_PER_BUF;
-		unsigned long i = j % GUP_RANGES_PER_BUF;
+		while (more) {
+			more = pfn_iter_next(out, &it, &pfn1, &nr1);
+			if (more)
+				prefetchw(pfn_to_page(m, pfn1));
+			unpin_page_run(pfn_to_page(m, pfn), nr, make_dirty,
+				       &released);
+			pfn = pfn1;
+			nr = nr1;
+		}
+	} else if (out->format == GUP_RANGE_FOLIO) {
+		for (unsigned long j = 0; j < out->nr_entries; j++) {
+			/* A folio run never spans folios. */
+			struct gup_folio_range *r =
+				folio_slot(o, j / GUP_RANGES_PER_BUF,
+					   j % GUP_RANGES_PER_BUF);
 
-		if (out->format == GUP_RANGE_FOLIO) {
-			struct gup_folio_range *r = folio_slot(o, b, i);
+			if (j + 1 < out->nr_entries)
+				prefetchw(
+					folio_slot(o,
+						   (j + 1) / GUP_RANGES_PER_BUF,
+						   (j + 1) % GUP_RANGES_PER_BUF)
+						->folio);
+			unpin_folio_run(r->folio, r->offset, r->nr_pages,
+					make_dirty, &released);
+		}
+	} else {
+		for (unsigned long j = 0; j < out->nr_entries; j++) {
+			struct phys_vec *r =
+				phys_slot(o, j / GUP_RANGES_PER_BUF,
+					  j % GUP_RANGES_PER_BUF);
 
-			/* A folio run never spans folios: one put. */
-			if (make_dirty)
-				__gup_unpin_range(folio_page(r->folio,
-							     r->offset),
-						  r->nr_pages, true);
-			else
-				__gup_put_folio(r->folio, (int)r->nr_pages,
-						FOLL_PIN);
-		} else {
-			struct phys_vec *r = phys_slot(o, b, i);
-
-			unpin_phys(out->machine, r->paddr, r->len, make_dirty);
+			if (j + 1 < out->nr_entries)
+				prefetchw(pfn_to_page(
+					m,
+					(unsigned long)(phys_slot(
+								o,
+								(j +
+								 1) / GUP_RANGES_PER_BUF,
+								(j +
+								 1) % GUP_RANGES_PER_BUF)
+								->paddr >>
+							PAGE_SHIFT)));
+			unpin_phys(m, r->paddr, r->len, make_dirty, &released);
 		}
 	}
+	/* The inline unpins are all of RAM of the output's machine. */
+	if (released)
+		gup_account_machine(m, released, false);
 	__gup_flush_accounting();
 }

@@ -7,8 +7,10 @@
  * NOFAULT, NOWAIT, HWPOISON, DUMP, ANON, SPLIT_PMD, PCI_P2PDMA, LONGTERM
  * with device and movable memory), the range outputs, pins held across
  * fork/mremap/munmap/mprotect/migration, a randomized run against a
- * flat-memory oracle, and a concurrent pin/unpin vs fork/write/unmap test
- * (test_concurrent_pin_vs_fork: this program belongs in the TSan suite).
+ * flat-memory oracle, and concurrent pin/unpin vs fork/write/unmap tests
+ * (test_concurrent_pin_vs_fork with page arrays,
+ * test_concurrent_ranges_thp_vs_fork with range outputs over THPs: this
+ * program belongs in the TSan suite).
  */
 #include <pthread.h>
 
@@ -2881,6 +2883,99 @@ static void test_ranges_longterm_movable(void **state)
 	rbufs_free(&r);
 }
 
+/*
+ * The THP fast path of the range walk and its release (inline pins,
+ * counted once per call): every format, whole and from the middle, clean
+ * and dirty; a read-only pin of a THP shared with a child unshares it; a
+ * second release of the same output is reported, not applied.
+ */
+static void test_ranges_thp_batch(void **state)
+{
+	struct env *e = *state;
+	const unsigned long nf = 4, n = nf * HPAGE_PMD_NR;
+	unsigned long t = thp_region(e->mm, nf);
+	struct folio *f[4];
+	struct mm_struct *child;
+	struct rbufs r;
+
+	for (unsigned long i = 0; i < nf; i++) {
+		touch(e->mm, t + i * SZ_2M, 1, (unsigned char)(20 + i));
+		f[i] = page_folio(mapped_page(e->mm, t + i * SZ_2M));
+		assert_int_equal(folio_order(f[i]), PMD_ORDER);
+	}
+	for (int fmt = GUP_RANGE_FOLIO; fmt <= GUP_RANGE_PFN; fmt++) {
+		int base = folio_ref_count(f[1]);
+
+		rbufs_init(&r, 1, fmt);
+		assert_int_equal(
+			ranges_check(e, &r, t, n, FOLL_WRITE | FOLL_LONGTERM),
+			(long)n);
+		assert_int_equal(pins_outstanding(e->m), (long)n);
+		for (unsigned long i = 0; i < nf; i++)
+			assert_int_equal(folio_pincount(f[i]), HPAGE_PMD_NR);
+		assert_int_equal(folio_ref_count(f[1]), base + HPAGE_PMD_NR);
+		ASSERT_OK(hetmm_check(e->m));
+		unpin_user_ranges(&r.out, fmt == GUP_RANGE_PHYS);
+		assert_int_equal(pins_outstanding(e->m), 0);
+		for (unsigned long i = 0; i < nf; i++)
+			assert_int_equal(folio_pincount(f[i]), 0);
+		assert_int_equal(folio_ref_count(f[1]), base);
+		/* From the middle of one THP to the middle of another. */
+		assert_int_equal(ranges_check(e, &r, t + 300 * PAGE_SIZE,
+					      HPAGE_PMD_NR * 2, 0),
+				 2 * HPAGE_PMD_NR);
+		assert_int_equal(folio_pincount(f[0]), HPAGE_PMD_NR - 300);
+		assert_int_equal(folio_pincount(f[1]), HPAGE_PMD_NR);
+		assert_int_equal(folio_pincount(f[2]), 300);
+		unpin_user_ranges(&r.out, false);
+		assert_int_equal(pins_outstanding(e->m), 0);
+		rbufs_free(&r);
+	}
+#if HETMM_DEBUG >= 1
+	{
+		struct folio *g = page_folio(mapped_page(e->mm, t));
+		int base = folio_ref_count(g);
+
+		/* A second release: a bad page, counts untouched. */
+		rbufs_init(&r, 1, GUP_RANGE_FOLIO);
+		assert_int_equal(
+			ranges_check(e, &r, t, HPAGE_PMD_NR, FOLL_WRITE),
+			HPAGE_PMD_NR);
+		unpin_user_ranges(&r.out, false);
+		unpin_user_ranges(&r.out, false);
+		assert_int_equal(folio_ref_count(g), base);
+		assert_int_equal(folio_pincount(g), 0);
+		assert_int_equal(pins_outstanding(e->m), 0);
+		assert_int_not_equal(hetmm_check(e->m), 0);
+		hetmm_bad_page_clear(e->m);
+		rbufs_free(&r);
+	}
+#endif
+	/* Shared with a child: a read-only pin takes the slow path, which
+	 * unshares page by page (the PMD is split first, as in the kernel);
+	 * the child keeps the old folio. 512 entries a chunk: 8 output
+	 * pages hold the four. */
+	child = hetmm_fork(e->mm);
+	assert_false(IS_ERR(child));
+	rbufs_init(&r, 8, GUP_RANGE_FOLIO);
+	assert_int_equal(ranges_check(e, &r, t, n, 0), (long)n);
+	for (unsigned long i = 0; i < nf; i++) {
+		struct page *p = mapped_page(e->mm, t + i * SZ_2M);
+
+		assert_true(PageAnonExclusive(p));
+		assert_ptr_not_equal(p, mapped_page(child, t + i * SZ_2M));
+		assert_int_equal(peek(e->mm, t + i * SZ_2M), 20 + i);
+		assert_int_equal(peek(child, t + i * SZ_2M), 20 + i);
+	}
+	poke(child, t, 99);
+	assert_int_equal(peek(e->mm, t), 20);
+	unpin_user_ranges(&r.out, false);
+	assert_int_equal(pins_outstanding(e->m), 0);
+	hetmm_exit(child);
+	rbufs_free(&r);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
 /* ------------------------------------------- pins across address-space ops */
 
 static void test_pins_across_ops(void **state)
@@ -3287,6 +3382,160 @@ static void test_concurrent_pin_vs_fork(void **state)
 	ASSERT_OK(hetmm_check(e->m));
 }
 
+/*
+ * The same race over THPs with pin_user_pages_ranges (the inline PMD-leaf
+ * path, accounted once per call) in every format: each run's first and
+ * last pages must be exclusive anonymous pages of a pinned folio while
+ * the other thread forks, COWs (splitting PMDs), remaps and mprotects.
+ */
+struct conc_ranges {
+	struct conc c;
+	void *buf[8];
+	struct gup_range_output out;
+};
+
+static bool conc_run_ok(struct page *p)
+{
+	struct folio *f = page_folio(p);
+
+	if (is_zero_page(p))
+		return true; /* read-only pins of unpopulated memory */
+	return folio_test_anon(f) &&
+	       (PageAnonExclusive(p) || PageAnonExclusive(&f->page)) &&
+	       folio_maybe_dma_pinned(f);
+}
+
+static void *conc_ranges_pinner(void *arg)
+{
+	struct conc_ranges *cr = arg;
+	struct conc *c = &cr->c;
+	struct gup_range_output *o = &cr->out;
+	struct test_rng rng;
+
+	test_rng_init(&rng, c->seed);
+	while (!atomic_load(&c->stop)) {
+		unsigned long i = test_rng_below(&rng, c->npages / 2);
+		unsigned long n = 1 + test_rng_below(&rng, c->npages - i);
+		unsigned int fl = test_rng_below(&rng, 2) ? FOLL_WRITE : 0;
+		long got, bad = 0, seen = 0;
+
+		o->format = (enum gup_range_format)test_rng_below(&rng, 3);
+		got = pin_user_pages_ranges(c->mm, c->a + i * PAGE_SIZE, n, fl,
+					    o);
+		if (got <= 0) {
+			atomic_fetch_add(&c->errors, 1); /* a hole: fine */
+			continue;
+		}
+		if (o->format == GUP_RANGE_PFN) {
+			struct gup_pfn_iter it = { 0 };
+			unsigned long pfn, nr;
+
+			while (gup_pfn_iter_next(o, &it, &pfn, &nr)) {
+				bad += !conc_run_ok(
+					       pfn_to_page(o->machine, pfn)) ||
+				       !conc_run_ok(pfn_to_page(o->machine,
+								pfn + nr - 1));
+				seen += (long)nr;
+			}
+		} else {
+			for (unsigned long j = 0; j < o->nr_entries; j++) {
+				void *b = o->bufs[j / GUP_RANGES_PER_BUF];
+				unsigned long k = j % GUP_RANGES_PER_BUF;
+				struct page *first, *last;
+				unsigned long nr;
+
+				if (o->format == GUP_RANGE_FOLIO) {
+					struct gup_folio_range *r =
+						(struct gup_folio_range *)b + k;
+
+					first = folio_page(r->folio, r->offset);
+					nr = r->nr_pages;
+				} else {
+					struct phys_vec *r =
+						(struct phys_vec *)b + k;
+
+					first = pfn_to_page(
+						o->machine,
+						(unsigned long)(r->paddr >>
+								PAGE_SHIFT));
+					nr = (unsigned long)(r->len >>
+							     PAGE_SHIFT);
+				}
+				last = first + nr - 1;
+				bad += !conc_run_ok(first) ||
+				       !conc_run_ok(last);
+				seen += (long)nr;
+			}
+		}
+		if (seen != got)
+			bad++;
+		atomic_fetch_add(&c->bad, bad);
+		atomic_fetch_add(&c->pinned, got);
+		unpin_user_ranges(o, fl & FOLL_WRITE);
+	}
+	return NULL;
+}
+
+static void test_concurrent_ranges_thp_vs_fork(void **state)
+{
+	struct env *e = *state;
+	const unsigned long nthp = 4;
+	struct conc_ranges cr = { 0 };
+	struct conc *c = &cr.c;
+	struct test_rng rng;
+	pthread_t t;
+
+	c->mm = e->mm;
+	c->npages = nthp * HPAGE_PMD_NR;
+	c->a = thp_region(e->mm, nthp);
+	c->seed = test_seed() + 2;
+	for (unsigned long i = 0; i < nthp; i++)
+		touch(e->mm, c->a + i * SZ_2M, 1, 1);
+	for (unsigned int i = 0; i < 8; i++) {
+		cr.buf[i] = aligned_alloc(4096, GUP_RANGE_BUF_SIZE);
+		assert_non_null(cr.buf[i]);
+	}
+	cr.out.bufs = cr.buf;
+	cr.out.nr_bufs = 8; /* the worst case of four PTE-mapped chunks */
+	test_rng_init(&rng, test_seed());
+	assert_int_equal(pthread_create(&t, NULL, conc_ranges_pinner, &cr), 0);
+	for (unsigned int it = 0; it < test_scale(100, 1500); it++) {
+		unsigned long i = test_rng_below(&rng, c->npages);
+		unsigned long a = c->a + (i / HPAGE_PMD_NR) * SZ_2M;
+
+		/* A fresh PMD-mapped THP in place of one 2 MiB. */
+		ASSERT_OK(hetmm_munmap(e->mm, a, SZ_2M));
+		assert_int_equal(hetmm_mmap(e->mm, a, SZ_2M, RW,
+					    PRIV_ANON | MAP_FIXED, -1, 0),
+				 (long)a);
+		ASSERT_OK(hetmm_madvise(e->mm, a, SZ_2M, MADV_HUGEPAGE));
+		poke(e->mm, a, 4);
+		if (it % 4 == 1) {
+			/* Share everything, then COW one page both ways. */
+			struct mm_struct *child = hetmm_fork(e->mm);
+
+			assert_false(IS_ERR(child));
+			poke(child, c->a + i * PAGE_SIZE, 1);
+			poke(e->mm, c->a + i * PAGE_SIZE, 2);
+			hetmm_exit(child);
+		}
+		if (it % 7 == 0) {
+			ASSERT_OK(hetmm_mprotect(
+				e->mm, c->a, c->npages * PAGE_SIZE, PROT_READ));
+			ASSERT_OK(hetmm_mprotect(e->mm, c->a,
+						 c->npages * PAGE_SIZE, RW));
+		}
+	}
+	atomic_store(&c->stop, true);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	for (unsigned int i = 0; i < 8; i++)
+		free(cr.buf[i]);
+	assert_int_equal(atomic_load(&c->bad), 0);
+	assert_true(atomic_load(&c->pinned) > 0);
+	assert_int_equal(pins_outstanding(e->m), 0);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -3379,6 +3628,8 @@ int main(void)
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_ranges_errors_and_slow,
 						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_ranges_thp_batch,
+						env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_ranges_longterm_movable,
 						env_setup_movable,
 						env_teardown),
@@ -3386,6 +3637,9 @@ int main(void)
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_random_oracle, env_setup,
 						env_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_concurrent_ranges_thp_vs_fork, env_setup,
+			env_teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_pin_vs_fork,
 						env_setup, env_teardown),
 	};

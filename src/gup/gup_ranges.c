@@ -196,8 +196,8 @@ static void enc_pfn_close(struct gup_range_output *o)
 }
 
 /* Try to grow the last entry of the current output page by @nr pages. */
-static bool enc_pfn_merge(struct gup_range_output *o, unsigned long pfn,
-			  unsigned long nr)
+static __always_inline bool enc_pfn_merge(struct gup_range_output *o,
+					  unsigned long pfn, unsigned long nr)
 {
 	uint64_t *w = pfn_words(o, o->cur);
 	uint64_t last, code, *size = NULL;
@@ -235,8 +235,8 @@ static bool enc_pfn_merge(struct gup_range_output *o, unsigned long pfn,
 	return true;
 }
 
-static bool enc_pfn(struct gup_range_output *o, unsigned long pfn,
-		    unsigned long nr)
+static __always_inline bool enc_pfn(struct gup_range_output *o,
+				    unsigned long pfn, unsigned long nr)
 {
 	uint64_t code = pfn_code(pfn, nr);
 	unsigned int need = code == GUP_PFN_EXT ? 2 : 1;

@@ -86,6 +86,7 @@ enum pageflags {
 	PG_pgtable,         /* a page-table page */
 	PG_has_pinned_hint, /* debug: was FOLL_PIN'd at least once */
 	PG_slab_like,       /* driver/kernel-internal use, never mapped */
+	PG_huge_zero,       /* head of the huge zero folio */
 	NR_PAGEFLAGS,
 };
 static_assert(NR_PAGEFLAGS <= 32, "page flags must fit in 32 bits");
@@ -289,6 +290,16 @@ static inline bool is_zero_page(const struct page *page)
 static inline bool is_zero_folio(const struct folio *folio)
 {
 	return is_zero_page(&folio->page);
+}
+
+/*
+ * The huge zero folio (2 MiB of zeroes that read faults in THP-eligible
+ * anonymous memory map with one read-only special PMD leaf). As in the
+ * kernel, is_zero_page()/is_zero_folio() name only the 4 KiB zero page.
+ */
+static inline bool is_huge_zero_folio(const struct folio *folio)
+{
+	return PageTestFlag(&folio->page, PG_huge_zero);
 }
 
 static inline bool PageAnonExclusive(const struct page *page)

@@ -159,6 +159,10 @@ enum hetmm_subsys {
  * @arena: == @frames if frames carry user data, NULL if metadata-only.
  * @zones: ZONE_NORMAL and ZONE_MOVABLE (the latter empty if not configured).
  * @zero_page: the shared zero page (reserved, never freed).
+ * @huge_zero_folio: the huge zero folio, allocated on first use by
+ *                   get_huge_zero_folio() (reserved, never freed once
+ *                   allocated, like the kernel's persistent one); NULL
+ *                   until then.
  * @faults: this machine's fault-injection sites.
  * @device_folio_free: called when a ZONE_DEVICE folio's refcount drops to
  *                     zero (set by the memremap layer).
@@ -182,6 +186,7 @@ struct hetmm_machine {
 	struct zone zones[2];
 	struct per_thread_pages pcp[NR_PCP_SLOTS];
 	struct page *zero_page;
+	struct folio *_Atomic huge_zero_folio;
 
 	spinlock_t device_lock;       /* device window cursor */
 	unsigned long device_next_pfn;
@@ -324,8 +329,18 @@ void __free_pages(struct page *page, unsigned int order);
 /* Release every per-thread list of @m back to the buddy lists. */
 void drain_all_pages(struct hetmm_machine *m);
 
-/* Pages currently allocated (excluding the zero page). */
+/* Pages currently allocated (excluding the zero page and the huge zero
+ * folio). */
 long hetmm_pages_in_use(struct hetmm_machine *m);
+/* The zero page and, once allocated, the huge zero folio's 512 pages. */
+unsigned long hetmm_pages_reserved(struct hetmm_machine *m);
+/*
+ * get_huge_zero_folio - the machine's huge zero folio, allocated (zeroed,
+ * outside ZONE_MOVABLE) on first use; racing first users agree on one.
+ * It is never freed. Return: the folio, or NULL if it could not be
+ * allocated (the caller falls back to 4 KiB pages).
+ */
+struct folio *get_huge_zero_folio(struct hetmm_machine *m);
 /* Free pages: buddy lists + per-thread lists + never-onlined RAM. */
 unsigned long hetmm_pages_free(struct hetmm_machine *m);
 /* Struct pages initialised so far (RAM and device). */

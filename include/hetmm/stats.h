@@ -62,6 +62,9 @@
 	X(mremap_pte_move, "PTEs moved by mremap")                             \
 	X(thp_fault_alloc, "write faults that installed a 2 MiB THP")           \
 	X(thp_fault_fallback, "THP faults that fell back to 4 KiB (no memory)") \
+	X(fault_huge_zero_page, "read faults that mapped the huge zero folio")  \
+	X(thp_zero_page_alloc, "huge zero folio allocations (first use)")       \
+	X(thp_zero_page_alloc_failed, "huge zero folio allocations that failed") \
 	X(thp_split_pmd, "PMD mappings of THPs split into 512 PTEs")           \
 	X(hugetlb_fault_alloc, "hugetlb faults that allocated a 2 MiB page")  \
 	X(fault_device_private, "CPU faults on device-private entries (migrate_to_ram)") \

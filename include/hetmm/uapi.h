@@ -137,6 +137,13 @@ int hetmm_unlink(struct mm_struct *mm, const char *path);
  * Return: 0 or -EINVAL.
  */
 int hetmm_thp_set_mode(struct hetmm_machine *m, const char *mode);
+/*
+ * hetmm_thp_set_use_zero_page - whether read faults in THP-eligible
+ * memory map the huge zero folio (1, the default) or allocate a THP (0),
+ * as /sys/kernel/mm/transparent_hugepage/use_zero_page. Entries already
+ * mapping it stay. Return: 0 or -EINVAL (no machine).
+ */
+int hetmm_thp_set_use_zero_page(struct hetmm_machine *m, int on);
 /* The machine's filesystem (created with the first process). */
 struct hetmm_fs *hetmm_machine_fs(struct hetmm_machine *m);
 

@@ -897,6 +897,9 @@ static long follow_huge_pmd(struct vm_area_struct *vma, unsigned long addr,
 
 	if ((flags & FOLL_WRITE) && !can_follow_write(e, head, vma, flags))
 		return 0;
+	/* No zero pages in core dumps. */
+	if ((flags & FOLL_DUMP) && is_huge_zero_folio(folio))
+		return -EFAULT;
 	if (pte_protnone(e) && !gup_can_follow_protnone(vma, flags))
 		return 0;
 	/* A PMD-mapped folio keeps its exclusivity in the head page. */
@@ -1901,8 +1904,10 @@ static void gup_check(struct hetmm_machine *m, void *arg,
 			bool hint;
 			int mc;
 
+			/* The huge zero folio is reserved but pinnable. */
 			if (refs <= 0 || PageTail(page) ||
-			    PageTestFlag(page, PG_reserved) ||
+			    (PageTestFlag(page, PG_reserved) &&
+			     !PageTestFlag(page, PG_huge_zero)) ||
 			    PageTestFlag(page, PG_pgtable) ||
 			    is_zero_page(page))
 				continue;

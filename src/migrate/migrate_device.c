@@ -408,6 +408,12 @@ static int collect_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
 			walk->action = ACTION_CONTINUE;
 			return 0;
 		}
+		if (is_huge_zero_folio(folio)) {
+			/* Nothing to copy: a hole (the destination replaces
+			 * the leaf, or splits it for 4 KiB pages). */
+			walk->action = ACTION_CONTINUE;
+			return collect_hole(addr, next, -1, walk);
+		}
 		if (whole && collect_pmd_folio(c, walk, pmd, addr & PMD_MASK, e,
 					       folio)) {
 			walk->action = ACTION_CONTINUE;
@@ -842,7 +848,7 @@ static bool insert_pmd(struct migrate_vma *migrate, unsigned long addr,
 	struct mm_struct *mm = vma->vm_mm;
 	struct page *pgtable;
 	pud_t *pud;
-	pmd_t *pmd;
+	pmd_t *pmd, orig;
 	pte_t entry;
 
 	if (folio_order(folio) != PMD_ORDER || !IS_ALIGNED(addr, PMD_SIZE) ||
@@ -852,7 +858,8 @@ static bool insert_pmd(struct migrate_vma *migrate, unsigned long addr,
 		return false;
 	pud = pud_alloc(mm, pgd_offset(mm, addr), addr);
 	pmd = pud ? pmd_alloc(mm, pud, addr) : NULL;
-	if (!pmd || !pte_none(ptep_get(pmd)))
+	if (!pmd || (!pte_none(ptep_get(pmd)) &&
+		     !is_huge_zero_pmd(mm->machine, ptep_get(pmd))))
 		return false;
 	pgtable = pt_frame_alloc(mm);
 	if (!pgtable)
@@ -860,12 +867,21 @@ static bool insert_pmd(struct migrate_vma *migrate, unsigned long addr,
 	anon_folio_setup(folio, vma, addr);
 	folio_set_flag(folio, PG_large_rmappable);
 	spin_lock(&mm->page_table_lock);
-	if (!pte_none(ptep_get(pmd)) || !atomic_load(&mm->mm_users)) {
+	orig = ptep_get(pmd);
+	if ((!pte_none(orig) && !is_huge_zero_pmd(mm->machine, orig)) ||
+	    !atomic_load(&mm->mm_users)) {
 		spin_unlock(&mm->page_table_lock);
 		pt_frame_free(mm, pgtable);
 		return false;
 	}
-	pgtable_trans_huge_deposit(mm, pmd, pgtable);
+	if (pte_none(orig)) {
+		pgtable_trans_huge_deposit(mm, pmd, pgtable);
+	} else {
+		/* The huge zero leaf's table serves the new leaf. */
+		pt_frame_free(mm, pgtable);
+		ptep_get_and_clear(pmd);
+		flush_tlb_range(mm, addr, addr + PMD_SIZE);
+	}
 	folio_get(folio);
 	folio_add_pmd_rmap(folio);
 	set_pte(pmd, entry);
@@ -910,7 +926,10 @@ static void migrate_vma_insert_page(struct migrate_vma *migrate,
 	pmd = pud ? pmd_alloc(mm, pud, addr) : NULL;
 	if (!pmd)
 		goto abort;
-	/* No huge zero page here: a leaf or softleaf PMD is somebody's. */
+	/* The huge zero leaf gives way to zero-page PTEs, one of which this
+	 * replaces; any other leaf or softleaf PMD is somebody's. */
+	if (is_huge_zero_pmd(mm->machine, ptep_get(pmd)))
+		split_huge_pmd(vma, pmd, addr);
 	if (!pte_none(ptep_get(pmd)) && !pmd_table(ptep_get(pmd)))
 		goto abort;
 	if (__pte_alloc(mm, pmd))

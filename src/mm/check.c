@@ -10,6 +10,8 @@
  *   - a present PTE maps a page with no rmap (neither anonymous nor in a
  *     file: a driver's page from vm_insert_page()) only in a VM_MIXEDMAP
  *     VMA, and never a page-table or driver-internal (PG_slab_like) frame;
+ *   - a special PMD leaf maps the huge zero folio, read-only, in private
+ *     anonymous memory, with a deposited table, and is not counted;
  *   - each page's mapcount equals the number of entries mapping it
  *     (present PTEs, device-private and device-exclusive entries; not
  *     migration entries, whose pages are unmapped while they migrate);
@@ -72,6 +74,49 @@ struct walk_check {
 	unsigned int asid;
 };
 
+/*
+ * A special PMD leaf: only the huge zero folio, read-only (PROTNONE iff
+ * the VMA allows no access), in a private anonymous VMA, with a deposited
+ * table. It is not counted: no mapping of it is recorded.
+ */
+static void check_huge_zero_pmd(struct walk_check *wc, struct mm_struct *mm,
+				struct vm_area_struct *vma, pmd_t *pmd,
+				unsigned long addr, pmd_t e)
+{
+	struct folio *folio = page_folio(pfn_to_page(mm->machine, pte_pfn(e)));
+
+	if (!pte_special(e) || !is_huge_zero_pmd(mm->machine, e) ||
+	    !is_huge_zero_folio(folio) || folio_order(folio) != PMD_ORDER) {
+		hetmm_check_fail(
+			wc->ctx,
+			"mm %u: PMD leaf at %#lx: special=%d but pfn %#lx %s the huge zero folio",
+			wc->asid, addr, pte_special(e), pte_pfn(e),
+			is_huge_zero_pmd(mm->machine, e) ? "is" : "is not");
+		return;
+	}
+	if (pte_write(e))
+		hetmm_check_fail(wc->ctx,
+				 "mm %u: writable huge zero PMD at %#lx",
+				 wc->asid, addr);
+	if (pte_protnone(e) !=
+	    !(vma->vm_flags & (VM_READ | VM_WRITE | VM_EXEC)))
+		hetmm_check_fail(
+			wc->ctx,
+			"mm %u: huge zero PMD at %#lx protnone=%d, VMA allows %s",
+			wc->asid, addr, pte_protnone(e),
+			pte_protnone(e) ? "access" : "nothing");
+	if (vma->vm_file || (vma->vm_flags & (VM_SHARED | VM_SPECIAL)))
+		hetmm_check_fail(
+			wc->ctx,
+			"mm %u: huge zero PMD at %#lx outside private anonymous memory",
+			wc->asid, addr);
+	if (list_empty(&pt_entry_page(mm, pmd)->lru))
+		hetmm_check_fail(
+			wc->ctx,
+			"mm %u: huge zero PMD at %#lx without a deposited table",
+			wc->asid, addr);
+}
+
 static int check_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
 		     struct mm_walk *walk)
 {
@@ -126,6 +171,10 @@ static int check_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
 		return 0;
 	}
 	folio = page_folio(pfn_to_page(m, pte_pfn(e)));
+	if (pte_special(e) || is_huge_zero_folio(folio)) {
+		check_huge_zero_pmd(wc, walk->mm, vma, pmd, addr, e);
+		return 0;
+	}
 	if (folio_order(folio) != PMD_ORDER || &folio->page !=
 						     pfn_to_page(m, pte_pfn(e)))
 		hetmm_check_fail(wc->ctx, "mm %u: PMD leaf at %#lx does not map a whole 2 MiB folio",

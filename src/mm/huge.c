@@ -31,8 +31,18 @@
  *     device-private PMD counts like a leaf (reference, entire and large
  *     mapcount), a migration PMD counts nothing. split_huge_pmd turns
  *     either into 512 PTE entries of the same kind.
- *   - Read faults on none PMDs map the 4 KiB zero page (no huge zero page);
- *     a write fault in such a range then uses 4 KiB pages.
+ *   - Read faults on none PMDs map the machine's huge zero folio
+ *     (get_huge_zero_folio) with a read-only special leaf, PROTNONE in a
+ *     VMA without access, unless use_zero_page is off (then they allocate
+ *     a THP, as write faults do). Such a leaf holds no reference and no
+ *     mapcount, has no rmap, and has a deposited table like any leaf. A
+ *     write or unshare fault replaces it by a fresh zeroed THP under an
+ *     MMU_NOTIFY_CLEAR invalidation (the kernel's do_huge_zero_wp_pmd), or
+ *     without memory splits it into 512 special PTEs of the 4 KiB zero
+ *     page, as does any split; zap and fork just drop or copy the entry.
+ *     GUP-fast refuses special leaves; the slow path pins the folio like
+ *     any large folio (FOLL_DUMP: -EFAULT), and long-term read-only pins
+ *     of a COW mapping unshare it first.
  *   - New leaves (THP and hugetlb) get the VMA's protection (mk_huge_pmd):
  *     in a VMA without VM_READ/VM_WRITE/VM_EXEC, which only FOLL_FORCE
  *     faults reach, a leaf is PROTNONE and read-only; GUP follows it, the
@@ -96,6 +106,16 @@ int hetmm_thp_set_mode(struct hetmm_machine *m, const char *mode)
 	return 0;
 }
 
+int hetmm_thp_set_use_zero_page(struct hetmm_machine *m, int on)
+{
+	struct mm_machine *mmm = m ? mm_machine(m) : NULL;
+
+	if (!mmm)
+		return -EINVAL;
+	__atomic_store_n(&mmm->thp_use_zero_page, !!on, __ATOMIC_RELAXED);
+	return 0;
+}
+
 bool vma_thp_allowed(struct vm_area_struct *vma, unsigned long addr)
 {
 	struct mm_machine *mmm = mm_machine_peek(vma->vm_mm->machine);
@@ -150,14 +170,53 @@ static void anon_folio_prep(struct folio *folio, struct vm_area_struct *vma,
 static int hugetlb_wp(struct vm_area_struct *vma, pmd_t *pmd,
 		      unsigned long addr, pmd_t orig, bool unshare);
 
-int do_huge_pmd_anonymous_page(struct vm_area_struct *vma, pmd_t *pmd,
-			       unsigned long addr)
+/*
+ * A read fault on a none PMD: map the huge zero folio read-only with a
+ * special leaf (no reference, no mapcount, no rmap; a deposited table like
+ * any leaf, so that a split needs no memory).
+ */
+static int do_huge_zero_page(struct vm_area_struct *vma, pmd_t *pmd)
 {
 	struct mm_struct *mm = vma->vm_mm;
+	struct page *pgtable;
+	struct folio *zero;
+	pmd_t e;
+
+	zero = get_huge_zero_folio(mm->machine);
+	if (!zero) {
+		count_stat(HETMM_STAT_thp_fault_fallback);
+		return -EAGAIN;
+	}
+	pgtable = pt_frame_alloc(mm);
+	if (!pgtable)
+		return -ENOMEM;
+	e = pte_mkspecial(pfn_pmd_leaf(folio_pfn(zero), _PAGE_YOUNG));
+	e = vma_entry_prot(vma, e);
+	spin_lock(&mm->page_table_lock);
+	if (!pte_none(ptep_get(pmd))) {
+		spin_unlock(&mm->page_table_lock);
+		pt_frame_free(mm, pgtable);
+		return 0;
+	}
+	pgtable_deposit(mm, pmd, pgtable);
+	set_pte(pmd, e);
+	spin_unlock(&mm->page_table_lock);
+	count_stat(HETMM_STAT_fault_huge_zero_page);
+	return 0;
+}
+
+int do_huge_pmd_anonymous_page(struct vm_area_struct *vma, pmd_t *pmd,
+			       unsigned long addr, unsigned int flags)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	struct mm_machine *mmm = mm_machine_peek(mm->machine);
 	unsigned long haddr = addr & PMD_MASK;
 	struct page *pgtable;
 	struct folio *folio;
 
+	if (!(flags & FAULT_FLAG_WRITE) &&
+	    __atomic_load_n(&mmm->thp_use_zero_page, __ATOMIC_RELAXED))
+		return do_huge_zero_page(vma, pmd);
 	folio = folio_alloc(mm->machine, __GFP_ZERO | __GFP_MOVABLE, PMD_ORDER);
 	if (!folio) {
 		count_stat(HETMM_STAT_thp_fault_fallback);
@@ -198,6 +257,49 @@ static void anon_folio_prep(struct folio *folio, struct vm_area_struct *vma,
 		folio_set_flag(folio, PG_hugetlb);
 }
 
+/*
+ * A write (or unshare) fault on the huge zero folio: a fresh zeroed THP
+ * takes its place (the kernel's do_huge_zero_wp_pmd), writable if the VMA
+ * is; without memory for one, split the leaf into zero-page PTEs and let
+ * the PTE path copy 4 KiB.
+ */
+static int huge_zero_wp(struct vm_area_struct *vma, pmd_t *pmd,
+			unsigned long addr, pmd_t orig)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	unsigned long haddr = addr & PMD_MASK;
+	struct mmu_notifier_range range;
+	struct folio *folio;
+
+	folio = folio_alloc(mm->machine, __GFP_ZERO | __GFP_MOVABLE, PMD_ORDER);
+	if (!folio) {
+		count_stat(HETMM_STAT_thp_fault_fallback);
+		split_huge_pmd(vma, pmd, addr);
+		return 0;
+	}
+	anon_folio_prep(folio, vma, haddr);
+	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, haddr,
+				haddr + PMD_SIZE);
+	mmu_notifier_invalidate_range_start(&range);
+	spin_lock(&mm->page_table_lock);
+	if (pte_val(ptep_get(pmd)) != pte_val(orig)) {
+		/* Somebody else went first: retry. */
+		spin_unlock(&mm->page_table_lock);
+		mmu_notifier_invalidate_range_end(&range);
+		folio_put(folio);
+		return 0;
+	}
+	/* The deposited table stays: it serves the new leaf. */
+	ptep_get_and_clear(pmd);
+	flush_tlb_range(mm, haddr, haddr + PMD_SIZE);
+	folio_add_pmd_rmap(folio);
+	set_pte(pmd, mk_huge_pmd(folio_pfn(folio), vma, true));
+	spin_unlock(&mm->page_table_lock);
+	mmu_notifier_invalidate_range_end(&range);
+	count_stat(HETMM_STAT_thp_fault_alloc);
+	return 0;
+}
+
 int do_huge_pmd_fault(struct vm_area_struct *vma, pmd_t *pmd,
 		      unsigned long addr, unsigned int flags)
 {
@@ -230,6 +332,10 @@ int do_huge_pmd_fault(struct vm_area_struct *vma, pmd_t *pmd,
 		return 0;
 	}
 	folio = page_folio(pfn_to_page(mm->machine, pte_pfn(e)));
+	if (is_huge_zero_folio(folio)) {
+		spin_unlock(&mm->page_table_lock);
+		return huge_zero_wp(vma, pmd, addr, e);
+	}
 	if (vma->vm_flags & VM_SHARED) {
 		/* Shared hugetlb: never COW; the cache folio becomes writable
 		 * (a write after mprotect made the leaf read-only). A write
@@ -540,6 +646,22 @@ void split_huge_pmd(struct vm_area_struct *vma, pmd_t *pmd, unsigned long addr)
 	folio = page_folio(pfn_to_page(
 		mm->machine, pte_present(e) ? pte_pfn(e) :
 					      softleaf_pfn(softleaf_from_pte(e))));
+	if (is_huge_zero_folio(folio)) {
+		/* 512 PTEs of the 4 KiB zero page; nothing is counted. */
+		pte_t z = pte_mkspecial(
+			pfn_pte(page_to_pfn(mm->machine->zero_page),
+				pte_val(e) & (_PAGE_YOUNG | _PAGE_SOFT_DIRTY |
+					      _PAGE_PROTNONE)));
+
+		for (unsigned long i = 0; i < HPAGE_PMD_NR; i++)
+			set_pte(&ptes[i], z);
+		set_pte(pmd, table_entry(pgtable));
+		flush_tlb_range(mm, haddr, haddr + PMD_SIZE);
+		spin_unlock(&mm->page_table_lock);
+		mmu_notifier_invalidate_range_end(&range);
+		count_stat(HETMM_STAT_thp_split_pmd);
+		return;
+	}
 	pae = PageAnonExclusive(&folio->page);
 	keep = pte_val(e) & (_PAGE_RW | _PAGE_DIRTY | _PAGE_YOUNG |
 			     _PAGE_SOFT_DIRTY | _PAGE_PROTNONE);
@@ -604,6 +726,12 @@ void zap_huge_pmd(struct mmu_gather *tlb, struct vm_area_struct *vma,
 	if (!folio_test_hugetlb(folio))
 		pt_frame_free(mm, pgtable_withdraw(mm, pmd));
 	spin_unlock(&mm->page_table_lock);
+	if (is_huge_zero_folio(folio)) {
+		/* Not counted: only the TLBs need to forget it. */
+		tlb_track(tlb, addr & PMD_MASK, PMD_SIZE);
+		count_stat(HETMM_STAT_pte_zapped);
+		return;
+	}
 	if (pte_dirty(e) && !folio_test_anon(folio) && folio->page.mapping)
 		folio_mark_dirty(folio);
 	folio_remove_pmd_rmap(folio);
@@ -654,6 +782,20 @@ int copy_huge_pmd(struct vm_area_struct *dst_vma, struct vm_area_struct *src_vma
 	dst_pmd = pud ? pmd_alloc(dst_mm, pud, addr) : NULL;
 	if (!dst_pmd)
 		return -ENOMEM;
+	if (is_huge_zero_folio(folio)) {
+		/* Read-only already; nothing is counted. */
+		pgtable = pt_frame_alloc(dst_mm);
+		if (!pgtable)
+			return -ENOMEM;
+		spin_lock(&src_mm->page_table_lock);
+		spin_lock(&dst_mm->page_table_lock);
+		pgtable_deposit(dst_mm, dst_pmd, pgtable);
+		set_pte(dst_pmd, pte_mkold(ptep_get(src_pmd)));
+		spin_unlock(&dst_mm->page_table_lock);
+		spin_unlock(&src_mm->page_table_lock);
+		count_stat(HETMM_STAT_fork_pte_copy);
+		return 0;
+	}
 	/* A maybe-pinned exclusive folio may not be shared. */
 	if (PageAnonExclusive(&folio->page) &&
 	    (atomic_load(&src_mm->flags) & BIT(MMF_HAS_PINNED)) &&

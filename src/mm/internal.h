@@ -21,6 +21,7 @@
 
 struct mm_machine {
 	int thp_mode; /* enum thp_mode */
+	int thp_use_zero_page; /* read faults map the huge zero folio */
 	struct hetmm_cpu *cpus;
 	unsigned int nr_cpus;
 	struct mutex mm_list_lock;
@@ -118,11 +119,22 @@ enum thp_mode {
 /* May a 2 MiB anon folio back the PMD range of @addr in @vma? */
 bool vma_thp_allowed(struct vm_area_struct *vma, unsigned long addr);
 /*
- * A write fault on a none PMD: install a THP. Return 0 (installed, or lost
- * a race: retry), -EAGAIN (fall back to 4 KiB pages), -ENOMEM.
+ * A fault on a none PMD of a THP-eligible VMA: a write installs a THP, a
+ * read the huge zero folio (unless use_zero_page is off, then a THP too,
+ * as in the kernel). Return 0 (installed, or lost a race: retry), -EAGAIN
+ * (fall back to 4 KiB pages), -ENOMEM.
  */
 int do_huge_pmd_anonymous_page(struct vm_area_struct *vma, pmd_t *pmd,
-			       unsigned long addr);
+			       unsigned long addr, unsigned int flags);
+/* Does the PMD entry @e map the huge zero folio of @m? */
+static inline bool is_huge_zero_pmd(struct hetmm_machine *m, pmd_t e)
+{
+	struct folio *hz =
+		atomic_load_explicit(&m->huge_zero_folio, memory_order_acquire);
+
+	return hz && pmd_leaf(e) &&
+	       pte_pfn(e) == (unsigned long)(&hz->page - m->vmemmap);
+}
 /* A fault on a PMD leaf. Return 0 (retry the access) or -errno. */
 int do_huge_pmd_fault(struct vm_area_struct *vma, pmd_t *pmd,
 		      unsigned long addr, unsigned int flags);

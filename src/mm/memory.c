@@ -603,8 +603,10 @@ int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr,
 	pmd = pud ? pmd_alloc(mm, pud, addr) : NULL;
 	if (!pmd)
 		return -ENOMEM;
-	if (pte_none(ptep_get(pmd)) && write && vma_thp_allowed(vma, addr)) {
-		int ret = do_huge_pmd_anonymous_page(vma, pmd, addr);
+	if (pte_none(ptep_get(pmd)) && vma_thp_allowed(vma, addr)) {
+		/* Unshare of nothing is a read fault. */
+		int ret = do_huge_pmd_anonymous_page(
+			vma, pmd, addr, flags & ~FAULT_FLAG_UNSHARE);
 
 		if (ret != -EAGAIN)
 			return ret;

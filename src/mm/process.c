@@ -62,6 +62,7 @@ struct mm_machine *mm_machine(struct hetmm_machine *m)
 		goto out;
 	mmm->nr_cpus = m->cfg.nr_cpus;
 	mmm->thp_mode = THP_MADVISE;
+	mmm->thp_use_zero_page = 1;
 	if (posix_memalign((void **)&mmm->cpus, 64,
 			   sizeof(*mmm->cpus) * mmm->nr_cpus))
 		goto fail;

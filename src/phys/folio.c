@@ -420,10 +420,14 @@ static void phys_check(struct hetmm_machine *m, void *arg,
 	}
 	free_pages = hetmm_pages_free(m);
 	in_use = hetmm_pages_in_use(m);
-	if (in_use < 0 || (unsigned long)in_use + 1 + free_pages != m->nr_ram_pages)
-		hetmm_check_fail(ctx,
-				 "frame accounting: %ld in use + 1 zero page + %lu free != %lu RAM pages",
-				 in_use, free_pages, m->nr_ram_pages);
+	if (in_use < 0 ||
+	    (unsigned long)in_use + hetmm_pages_reserved(m) + free_pages !=
+		    m->nr_ram_pages)
+		hetmm_check_fail(
+			ctx,
+			"frame accounting: %ld in use + %lu zero pages + %lu free != %lu RAM pages",
+			in_use, hetmm_pages_reserved(m), free_pages,
+			m->nr_ram_pages);
 	(void)online;
 }
 

@@ -14,8 +14,12 @@
  *   - zone.nr_free == sum(free_area[o].nr_free << o).
  *   - Per-thread lists hold order-0 pages and PMD_ORDER blocks marked
  *     PG_pcp; they count as free for the machine but not for nr_free.
- *   - pages in use == sum(pcp.nr_alloc) + sum(zone.nr_alloc) - 1 (the
- *     zero page never returns).
+ *   - pages in use == sum(pcp.nr_alloc) + sum(zone.nr_alloc) - the
+ *     reserved pages (the zero page, and the huge zero folio once
+ *     get_huge_zero_folio() allocated it: neither ever returns).
+ *   - m->huge_zero_folio goes from NULL to one order-9 folio, once (a
+ *     compare-and-swap: a racing loser frees its copy); the folio is
+ *     marked PG_huge_zero and PG_reserved before it is published.
  *   - Struct pages of a zone are initialised a section at a time under the
  *     zone lock (zone_online_next), and never de-initialised.
  */
@@ -485,7 +489,44 @@ long hetmm_pages_in_use(struct hetmm_machine *m)
 		n += m->zones[z].nr_alloc;
 		spin_unlock(&m->zones[z].lock);
 	}
-	return n - 1; /* the zero page */
+	return n - (long)hetmm_pages_reserved(m);
+}
+
+unsigned long hetmm_pages_reserved(struct hetmm_machine *m)
+{
+	return 1 + (atomic_load_explicit(&m->huge_zero_folio,
+					 memory_order_acquire) ?
+			    HPAGE_PMD_NR :
+			    0);
+}
+
+struct folio *get_huge_zero_folio(struct hetmm_machine *m)
+{
+	struct folio *folio =
+		atomic_load_explicit(&m->huge_zero_folio, memory_order_acquire);
+	struct folio *none = NULL;
+
+	if (likely(folio))
+		return folio;
+	folio = folio_alloc(m, __GFP_ZERO | __GFP_NORETRY, PMD_ORDER);
+	if (!folio) {
+		count_stat(HETMM_STAT_thp_zero_page_alloc_failed);
+		return NULL;
+	}
+	/* Marked before it is published: a mapping of it must know it. */
+	PageSetFlag(&folio->page, PG_reserved);
+	PageSetFlag(&folio->page, PG_huge_zero);
+	if (!atomic_compare_exchange_strong_explicit(
+		    &m->huge_zero_folio, &none, folio, memory_order_acq_rel,
+		    memory_order_acquire)) {
+		/* Somebody else's went in first: use theirs. */
+		PageClearFlag(&folio->page, PG_huge_zero);
+		PageClearFlag(&folio->page, PG_reserved);
+		folio_put(folio);
+		return none;
+	}
+	count_stat(HETMM_STAT_thp_zero_page_alloc);
+	return folio;
 }
 
 unsigned long hetmm_pages_free(struct hetmm_machine *m)

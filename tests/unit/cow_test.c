@@ -13,8 +13,8 @@
  *    hugetlb (2 MiB). Swapped variants SKIP: there is no swap.
  * B. THP collapse: SKIP (no MADV_COLLAPSE in the model).
  * C. Non-anonymous pages in private mappings x {shared zero page, memfd,
- *    tmpfile, hugetlb memfd}: basic COW, R/O longterm pin (slow and fast).
- *    The huge zero page SKIPs (read faults map the 4 KiB zero page).
+ *    tmpfile, hugetlb memfd, huge zero page}: basic COW, R/O longterm pin
+ *    (slow and fast).
  * Expected: every case PASS (the kernel allows XFAIL for vmsplice on
  * hugetlb; our hugetlb reuse is refcount based, so those pass too).
  */
@@ -145,6 +145,20 @@ static bool pmd_is_leaf(struct mm_struct *mm, unsigned long addr)
 	leaf = pmd && pmd_leaf(ptep_get(pmd));
 	mmap_read_unlock(mm);
 	return leaf;
+}
+
+/* The page a PMD leaf at @addr maps first (NULL if no leaf). */
+static struct page *mapped_head(struct mm_struct *mm, unsigned long addr)
+{
+	struct page *page = NULL;
+	pmd_t *pmd;
+
+	mmap_read_lock(mm);
+	pmd = mm_find_pmd(mm, addr);
+	if (pmd && pmd_leaf(ptep_get(pmd)))
+		page = pfn_to_page(mm->machine, pte_pfn(ptep_get(pmd)));
+	mmap_read_unlock(mm);
+	return page;
 }
 
 static unsigned long thp_region(struct mm_struct *mm)
@@ -647,8 +661,20 @@ static bool make_nonanon(struct env *e, enum nonanon_backing b,
 		read_in(e->mm, *smem, *size);
 		return true;
 	case NB_HUGE_ZERO:
-		printf("# SKIP huge zeropage not modelled\n");
-		return false;
+		/* Two THP-eligible 2 MiB ranges, both read-faulted: each
+		 * maps the huge zero folio with one read-only leaf. */
+		*size = SZ_2M;
+		*mem = thp_region(e->mm);
+		*smem = thp_region(e->mm);
+		read_in(e->mm, *mem, PAGE_SIZE);
+		read_in(e->mm, *smem, PAGE_SIZE);
+		assert_true(pmd_is_leaf(e->mm, *mem));
+		assert_true(pmd_is_leaf(e->mm, *smem));
+		assert_ptr_equal(mapped_head(e->mm, *mem),
+				 mapped_head(e->mm, *smem));
+		assert_true(is_huge_zero_folio(
+			page_folio(mapped_head(e->mm, *mem))));
+		return true;
 	case NB_HUGETLB_MEMFD:
 		kind = HETMM_FS_HUGETLBFS;
 		*size = SZ_2M;

@@ -1068,9 +1068,9 @@ static void assert_cpu_refused(struct mm_struct *mm, unsigned long addr,
  * exclusive folio), which GUP follows for reads and FORCE writes alike
  * (reused, never split) while the CPU and GUP-fast are refused; mprotect
  * back to RW makes it an ordinary writable THP with GUP's bytes. A
- * populated THP made PROT_NONE is followed the same way. There is no
- * huge zero page: a FORCE read of an unpopulated range maps the 4 KiB
- * zero page, and a later FORCE write there then uses 4 KiB pages.
+ * populated THP made PROT_NONE is followed the same way. A FORCE read of
+ * an unpopulated range maps the huge zero folio (PROTNONE), and a later
+ * FORCE write there puts an exclusive read-only THP in its place.
  */
 static void test_force_prot_none_thp(void **state)
 {
@@ -1160,20 +1160,30 @@ static void test_force_prot_none_thp(void **state)
 	assert_int_equal(peek(e->mm, b), 9);
 	ASSERT_OK(hetmm_check(e->m));
 
-	/* A FORCE read first: the 4 KiB zero page, then 4 KiB pages. */
+	/*
+	 * A FORCE read first: the huge zero folio, PROTNONE; a FORCE write
+	 * then puts an exclusive THP in its place, still PROTNONE and
+	 * read-only (the kernel's do_huge_zero_wp_pmd).
+	 */
 	ASSERT_OK(hetmm_mprotect(e->mm, c, SZ_2M, PROT_NONE));
-	assert_int_equal(gup_locked(e->mm, c, 1, FOLL_FORCE, pages), 1);
-	assert_ptr_equal(pages[0], e->m->zero_page);
+	assert_int_equal(
+		gup_locked(e->mm, c + 5 * PAGE_SIZE, 1, FOLL_FORCE, pages), 1);
+	assert_true(is_huge_zero_folio(page_folio(pages[0])));
+	assert_ptr_equal(pages[0], folio_page(page_folio(pages[0]), 5));
 	put_page(pages[0]);
-	assert_false(pmd_is_leaf(e->mm, c));
-	assert_true(pte_protnone(lookup(e->mm, c)));
+	p = assert_protnone_leaf(e->mm, c);
+	assert_true(pte_special(p));
+	ASSERT_OK(hetmm_check(e->m));
 	assert_int_equal(gup_locked(e->mm, c + PAGE_SIZE, 1,
 				    FOLL_WRITE | FOLL_FORCE, pages),
 			 1);
-	assert_false(pmd_is_leaf(e->mm, c));
-	p = lookup(e->mm, c + PAGE_SIZE);
-	assert_true(pte_protnone(p));
-	assert_false(pte_write(p));
+	head = mapped_page(e->mm, c);
+	assert_false(is_huge_zero_folio(page_folio(head)));
+	assert_true(folio_test_anon(page_folio(head)));
+	assert_true(PageAnonExclusive(head));
+	assert_ptr_equal(pages[0], head + 1);
+	p = assert_protnone_leaf(e->mm, c);
+	assert_false(pte_special(p));
 	dma_write(pages[0], 0, 0x5d);
 	put_page(pages[0]);
 	assert_int_equal(peek_err(e->mm, c + PAGE_SIZE), -EFAULT);
@@ -3398,7 +3408,7 @@ static bool conc_run_ok(struct page *p)
 {
 	struct folio *f = page_folio(p);
 
-	if (is_zero_page(p))
+	if (is_zero_page(p) || is_huge_zero_folio(f))
 		return true; /* read-only pins of unpopulated memory */
 	return folio_test_anon(f) &&
 	       (PageAnonExclusive(p) || PageAnonExclusive(&f->page)) &&

@@ -790,6 +790,50 @@ static void test_thp_fault(void **state)
 	free(pfns);
 }
 
+/*
+ * The huge zero folio: a read-faulted THP range snapshots as its pfns,
+ * read-only, order 9 (as the kernel's hmm_vma_handle_pmd reports any
+ * leaf); REQ_FAULT alone leaves it; REQ_WRITE puts a THP in its place,
+ * and the subscriber hears the invalidation.
+ */
+static void test_thp_huge_zero(void **state)
+{
+	struct env *e = *state;
+	unsigned long n = SZ_2M / PG, *pfns = calloc(n, sizeof(*pfns));
+	unsigned long a = thp_region(e->mm, 1), hz, head;
+	uint64_t thp0 = stat_now(HETMM_STAT_thp_fault_alloc);
+	unsigned int order;
+	struct hmm_range r;
+	unsigned long seq;
+
+	mirror_insert(&e->mi, e->mm, a, SZ_2M);
+	cpu_read_byte(e, a + 3 * PG);
+	cpu_entry(e->mm, a, &order);
+	assert_int_equal(order, 9);
+	hz = cpu_pfn(e->mm, a);
+	assert_true(is_huge_zero_folio(page_folio(pfn_to_page(e->m, hz))));
+	for (int pass = 0; pass < 2; pass++) {
+		range_init(&r, &e->mi, a, n, pfns, pass ? HMM_PFN_REQ_FAULT : 0,
+			   0);
+		ASSERT_OK(hmm_once(&e->mi, &r));
+		for (unsigned long i = 0; i < n; i++)
+			assert_pfn_eq(pfns[i], (hz + i) | V | ORDER9, i);
+	}
+	assert_int_equal(stat_now(HETMM_STAT_thp_fault_alloc), thp0);
+	seq = mmu_interval_read_begin(&e->mi.sub);
+	range_init(&r, &e->mi, a, n, pfns,
+		   HMM_PFN_REQ_FAULT | HMM_PFN_REQ_WRITE, 0);
+	ASSERT_OK(mirror_fault(&e->mi, &r, NULL, NULL));
+	assert_true(mmu_interval_read_retry(&e->mi.sub, seq));
+	assert_int_equal(stat_now(HETMM_STAT_thp_fault_alloc) - thp0, 1);
+	head = cpu_pfn(e->mm, a);
+	assert_true(head != hz);
+	for (unsigned long i = 0; i < n; i++)
+		assert_pfn_eq(pfns[i], (head + i) | V | W | ORDER9, i);
+	ASSERT_OK(hetmm_check(e->m));
+	free(pfns);
+}
+
 static void test_hugetlb(void **state)
 {
 	struct env *e = *state;
@@ -1967,6 +2011,7 @@ int main(void)
 		T(test_fork_cow),
 		T(test_thp_order),
 		T(test_thp_fault),
+		T(test_thp_huge_zero),
 		T(test_hugetlb),
 		T(test_special_entries),
 		T(test_io_pfnmap_vma),

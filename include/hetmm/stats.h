@@ -66,6 +66,7 @@
 	X(thp_zero_page_alloc, "huge zero folio allocations (first use)")       \
 	X(thp_zero_page_alloc_failed, "huge zero folio allocations that failed") \
 	X(thp_split_pmd, "PMD mappings of THPs split into 512 PTEs")           \
+	X(thp_collapse_alloc, "MADV_COLLAPSE ranges collapsed into a new THP")   \
 	X(hugetlb_fault_alloc, "hugetlb faults that allocated a 2 MiB page")  \
 	X(fault_device_private, "CPU faults on device-private entries (migrate_to_ram)") \
 	X(fault_migration_wait, "faults that waited for a migration entry")    \

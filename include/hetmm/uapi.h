@@ -44,6 +44,9 @@
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
 
 /* Where top-down mmap placement starts. */
 #define HETMM_MMAP_BASE 0x7f0000000000UL
@@ -95,9 +98,19 @@ int hetmm_mprotect(struct mm_struct *mm, unsigned long addr, size_t len,
 		   int prot);
 /*
  * madvise(2) with MADV_DONTNEED, MADV_POPULATE_READ/WRITE, MADV_HUGEPAGE,
- * MADV_NOHUGEPAGE, MADV_DONTFORK, MADV_DOFORK. Return: 0, -EINVAL (bad
- * advice or alignment; populate without permission), -ENOMEM (a hole),
- * -EFAULT (populate beyond the end of a file: SIGBUS).
+ * MADV_NOHUGEPAGE, MADV_DONTFORK, MADV_DOFORK, MADV_COLLAPSE. Return: 0,
+ * -EINVAL (bad advice or alignment; populate without permission), -ENOMEM
+ * (a hole), -EFAULT (populate beyond the end of a file: SIGBUS).
+ * MADV_COLLAPSE (anonymous private memory; synchronous; the THP mode is
+ * ignored, as in Linux): every aligned 2 MiB inside the range ends up
+ * mapped by one PMD leaf of a new THP, its contents copied (none and
+ * zero-page PTEs zero-filled; pages shared with other processes stay
+ * theirs). Return: 0 (all collapsed, or already PMD-mapped), -EINVAL (a
+ * VMA that cannot have THPs: MADV_NOHUGEPAGE, hugetlb, driver or file
+ * mappings; a 2 MiB range without a PTE table or with non-present
+ * entries), -EAGAIN (a page is pinned or otherwise referenced, or
+ * locked: try again), -ENOMEM (a hole, or no free 2 MiB page), as Linux's
+ * madvise_collapse() (see src/mm/khugepaged.c).
  */
 int hetmm_madvise(struct mm_struct *mm, unsigned long addr, size_t len,
 		  int advice);

@@ -141,6 +141,12 @@ int do_huge_pmd_fault(struct vm_area_struct *vma, pmd_t *pmd,
 /* Replace the PMD leaf at @pmd (if any) by 512 PTEs. Context: mmap_lock. */
 void split_huge_pmd(struct vm_area_struct *vma, pmd_t *pmd,
 		    unsigned long addr);
+/*
+ * MADV_COLLAPSE over [@start, @end) (khugepaged.c). Return: 0 or -errno.
+ * Context: mmap_lock held for read; dropped and retaken inside.
+ */
+int madvise_collapse(struct mm_struct *mm, unsigned long start,
+		     unsigned long end);
 /* Split the PMD leaf mapping @addr, if any. */
 void split_huge_pmd_address(struct vm_area_struct *vma, unsigned long addr);
 /*

@@ -261,6 +261,7 @@ int hetmm_madvise(struct mm_struct *mm, unsigned long addr, size_t len,
 	case MADV_DONTNEED:
 	case MADV_POPULATE_READ:
 	case MADV_POPULATE_WRITE:
+	case MADV_COLLAPSE: /* takes mmap_lock for write itself, per range */
 		write_lock = false;
 		break;
 	case MADV_HUGEPAGE:
@@ -312,6 +313,10 @@ int hetmm_madvise(struct mm_struct *mm, unsigned long addr, size_t len,
 	case MADV_POPULATE_WRITE:
 		ret = madvise_populate(mm, addr, end,
 				       advice == MADV_POPULATE_WRITE);
+		break;
+	case MADV_COLLAPSE:
+		/* May drop and retake mmap_lock; returns with it held. */
+		ret = madvise_collapse(mm, addr, end);
 		break;
 	case MADV_HUGEPAGE:
 		ret = madvise_flags(mm, addr, end, VM_HUGEPAGE, VM_NOHUGEPAGE);

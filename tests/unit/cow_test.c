@@ -11,7 +11,10 @@
  *    THP, a PTE-mapped THP, a single remaining PTE of a THP, a partially
  *    mremap()ed THP, a partially shared THP (the rest MADV_DONTFORK), and
  *    hugetlb (2 MiB). Swapped variants SKIP: there is no swap.
- * B. THP collapse: SKIP (no MADV_COLLAPSE in the model).
+ * B. THP collapse (MADV_COLLAPSE) of a PTE-mapped THP: before fork, and
+ *    after fork with the whole THP, its lower half or its upper half
+ *    COW-shared (the rest MADV_DONTFORK, then MADV_DOFORK again); the
+ *    parent then writes everything and the child must not see it.
  * C. Non-anonymous pages in private mappings x {shared zero page, memfd,
  *    tmpfile, hugetlb memfd, huge zero page}: basic COW, R/O longterm pin
  *    (slow and fast).
@@ -768,11 +771,86 @@ static void run_nonanon_case(struct env *e, const struct nonanon_case *nc)
 	ASSERT_OK(hetmm_check(e->m));
 }
 
-static void run_collapse_case(void **state)
+/* ------------------------------------------------ THP collapse (B) */
+
+enum collapse_test {
+	COLLAPSE_UNSHARED, /* collapse, then fork */
+	COLLAPSE_FULLY_SHARED, /* fork, then collapse */
+	COLLAPSE_LOWER_SHARED, /* upper half MADV_DONTFORK, fork, DOFORK */
+	COLLAPSE_UPPER_SHARED, /* lower half MADV_DONTFORK, fork, DOFORK */
+};
+
+/*
+ * A PTE-mapped THP collapsed before or after fork: the parent then writes
+ * the whole range, and the child must still read what it shared.
+ */
+static void run_collapse_case(struct env *e, enum collapse_test t)
 {
-	(void)state;
-	printf("# SKIP MADV_COLLAPSE is not modelled\n");
-	skip();
+	unsigned char *old = malloc(2 * MAXPAGES);
+	unsigned long mem, cmp = 0, cmp_size = SZ_2M;
+	struct mm_struct *child;
+	bool ok;
+
+	assert_non_null(old);
+	mem = thp_region(e->mm);
+	mem_fill(e->mm, mem, SZ_2M);
+	if (!pmd_is_leaf(e->mm, mem)) {
+		free(old);
+		printf("# SKIP did not get a THP populated\n");
+		skip();
+	}
+	/* PTE-map the THP: one subpage R/O and back. */
+	ASSERT_OK(hetmm_mprotect(e->mm, mem + PAGE_SIZE, PAGE_SIZE, PROT_READ));
+	ASSERT_OK(hetmm_mprotect(e->mm, mem + PAGE_SIZE, PAGE_SIZE, RW));
+	assert_false(pmd_is_leaf(e->mm, mem));
+
+	switch (t) {
+	case COLLAPSE_UNSHARED:
+		ASSERT_OK(hetmm_madvise(e->mm, mem, SZ_2M, MADV_COLLAPSE));
+		assert_true(pmd_is_leaf(e->mm, mem));
+		break;
+	case COLLAPSE_LOWER_SHARED:
+		ASSERT_OK(hetmm_madvise(e->mm, mem + SZ_2M / 2, SZ_2M / 2,
+					MADV_DONTFORK));
+		cmp_size = SZ_2M / 2;
+		break;
+	case COLLAPSE_UPPER_SHARED:
+		ASSERT_OK(hetmm_madvise(e->mm, mem, SZ_2M / 2, MADV_DONTFORK));
+		cmp = SZ_2M / 2;
+		cmp_size = SZ_2M / 2;
+		break;
+	default:
+		break;
+	}
+	mem_snapshot(e->mm, mem + cmp, cmp_size, old);
+	child = hetmm_fork(e->mm);
+	assert_false(IS_ERR(child));
+
+	switch (t) {
+	case COLLAPSE_LOWER_SHARED:
+	case COLLAPSE_UPPER_SHARED:
+		/* Revert MADV_DONTFORK so the range is one VMA again. */
+		ASSERT_OK(hetmm_madvise(e->mm, mem, SZ_2M, MADV_DOFORK));
+		/* fall through */
+	case COLLAPSE_FULLY_SHARED:
+		/* Collapse before anybody wrote to the COW-shared pages. */
+		ASSERT_OK(hetmm_madvise(e->mm, mem, SZ_2M, MADV_COLLAPSE));
+		assert_true(pmd_is_leaf(e->mm, mem));
+		break;
+	default:
+		break;
+	}
+	ASSERT_OK(hetmm_check(e->m));
+
+	mem_write(e->mm, mem, SZ_2M, 0xff);
+	ok = mem_equals(child, mem + cmp, cmp_size, old);
+	if (!ok)
+		printf("# Leak from parent into child\n");
+	ASSERT_OK(hetmm_check(e->m));
+	hetmm_exit(child);
+	free(old);
+	assert_true(ok);
+	ASSERT_OK(hetmm_check(e->m));
 }
 
 /* ------------------------------------------------------------------ main */
@@ -821,6 +899,13 @@ static void nonanon_entry(void **state)
 	run_nonanon_case(f->e, f->c);
 }
 
+static void collapse_entry(void **state)
+{
+	struct fixture *f = *state;
+
+	run_collapse_case(f->e, *(const enum collapse_test *)f->c);
+}
+
 static const char *const collapse_names[] = {
 	"Anon THP collapse before fork()",
 	"Anon THP collapse after fork() (fully shared)",
@@ -860,10 +945,20 @@ int main(void)
 		}
 	}
 	for (int i = 0; i < 4; i++) {
+		static const enum collapse_test ct[] = {
+			COLLAPSE_UNSHARED,
+			COLLAPSE_FULLY_SHARED,
+			COLLAPSE_LOWER_SHARED,
+			COLLAPSE_UPPER_SHARED,
+		};
+
 		snprintf(names[n], sizeof(names[n]), "%s", collapse_names[i]);
 		tests[n] = (struct CMUnitTest){
 			.name = names[n],
-			.test_func = run_collapse_case,
+			.test_func = collapse_entry,
+			.setup_func = case_setup,
+			.teardown_func = case_teardown,
+			.initial_state = (void *)&ct[i],
 		};
 		n++;
 	}

@@ -6,12 +6,16 @@
  * hugetlb mappings (MAP_HUGETLB); and shared hugetlb: shared anonymous
  * MAP_HUGETLB memory and hugetlbfs files (HETMM_FS_HUGETLBFS), mapped
  * shared and private, with fork, pread/pwrite, truncate, alignment rules
- * and allocation failures.
+ * and allocation failures; MADV_COLLAPSE of anonymous private memory
+ * (4 KiB pages, none and zero-page PTEs, PTE-mapped THPs, pages shared
+ * with a child, pins and references, failures restoring everything).
  */
 #include <pthread.h>
+#include <sched.h>
 
 #include <hetmm/check.h>
 #include <hetmm/fs.h>
+#include <hetmm/gup.h>
 #include <hetmm/mm.h>
 #include <hetmm/stats.h>
 #include <hetmm/uapi.h>
@@ -259,7 +263,8 @@ static void test_alloc_failure_falls_back(void **state)
 	unsigned long a = thp_region(e->mm, 2);
 	uint64_t before = stat_now(HETMM_STAT_thp_fault_fallback);
 
-	/* Upper tables exist (a zero-page read in the second 2 MiB)... */
+	/* Upper tables exist (a read in the second 2 MiB: the huge zero
+	 * folio, allocated now)... */
 	ASSERT_OK(hetmm_madvise(e->mm, a + 2 * SZ_2M - PAGE_SIZE, PAGE_SIZE,
 				MADV_POPULATE_READ));
 	/* ...so the first allocation is the 2 MiB folio; it fails. */
@@ -1015,6 +1020,419 @@ static void test_hugetlbfs_page_cache(void **state)
 	ASSERT_OK(hetmm_unlink(e->mm, "hpc"));
 }
 
+/* ------------------------------------------------------ MADV_COLLAPSE */
+
+/* A 2 MiB aligned anonymous region of @n huge pages without
+ * MADV_HUGEPAGE: faults map 4 KiB pages in the default "madvise" mode. */
+static unsigned long plain_region(struct mm_struct *mm, unsigned long n)
+{
+	long a = hetmm_mmap(mm, 0, (n + 1) * SZ_2M, RW, PRIV_ANON, -1, 0);
+	unsigned long al;
+
+	assert_true(a > 0);
+	al = ALIGN((unsigned long)a, SZ_2M);
+	if (al > (unsigned long)a)
+		ASSERT_OK(hetmm_munmap(mm, a, al - a));
+	ASSERT_OK(hetmm_munmap(mm, al + n * SZ_2M,
+			       a + (n + 1) * SZ_2M - (al + n * SZ_2M)));
+	return al;
+}
+
+static struct folio *leaf_folio(struct mm_struct *mm, unsigned long addr)
+{
+	unsigned long pfn = leaf_pfn(mm, addr);
+
+	assert_true(pfn != 0);
+	return page_folio(pfn_to_page(mm->machine, pfn));
+}
+
+/* A fresh collapsed THP: order 9, anon, exclusive, mapped once. */
+static void assert_collapsed(struct mm_struct *mm, unsigned long addr)
+{
+	struct folio *folio = leaf_folio(mm, addr);
+
+	assert_int_equal(folio_order(folio), PMD_ORDER);
+	assert_true(folio_test_anon(folio));
+	assert_true(PageAnonExclusive(&folio->page));
+	assert_int_equal(folio_ref_count(folio), 1);
+	assert_int_equal(folio_mapcount(folio), 1);
+	assert_int_equal(folio_entire_mapcount(folio), 1);
+}
+
+/* Full-page random patterns on a few pages, to compare byte for byte. */
+static void write_pages(struct mm_struct *mm, unsigned long a,
+			const unsigned long *idx, int n, unsigned char *buf)
+{
+	for (int i = 0; i < n; i++) {
+		for (unsigned long b = 0; b < PAGE_SIZE; b++)
+			buf[i * PAGE_SIZE + b] =
+				(unsigned char)(b * 31 + idx[i] * 7 + 1);
+		ASSERT_OK(hetmm_cpu_write(mm, 0, a + idx[i] * PAGE_SIZE,
+					  buf + i * PAGE_SIZE, PAGE_SIZE));
+	}
+}
+
+static void check_pages(struct mm_struct *mm, unsigned long a,
+			const unsigned long *idx, int n,
+			const unsigned char *buf)
+{
+	unsigned char *got = malloc(PAGE_SIZE);
+
+	assert_non_null(got);
+	for (int i = 0; i < n; i++) {
+		ASSERT_OK(hetmm_cpu_read(mm, 1, a + idx[i] * PAGE_SIZE, got,
+					 PAGE_SIZE));
+		assert_memory_equal(got, buf + i * PAGE_SIZE, PAGE_SIZE);
+	}
+	free(got);
+}
+
+static void assert_zero_page_at(struct mm_struct *mm, unsigned long a)
+{
+	unsigned char *got = malloc(PAGE_SIZE);
+
+	assert_non_null(got);
+	ASSERT_OK(hetmm_cpu_read(mm, 1, a, got, PAGE_SIZE));
+	for (unsigned long b = 0; b < PAGE_SIZE; b++)
+		assert_int_equal(got[b], 0);
+	free(got);
+}
+
+static void test_collapse_small_pages(void **state)
+{
+	static const unsigned long idx[] = { 0, 1, 100, 255, 511 };
+	struct env *e = *state;
+	unsigned long a = plain_region(e->mm, 1), before;
+	unsigned char *buf = malloc(5 * PAGE_SIZE);
+
+	assert_non_null(buf);
+	fill(e->mm, a, SZ_2M, 9);
+	assert_false(pmd_is_leaf(e->mm, a));
+	/* The sysfs mode does not matter (no MADV_HUGEPAGE here). */
+	before = hetmm_pages_free(e->m);
+	ASSERT_OK(hetmm_madvise(e->mm, a, SZ_2M, MADV_COLLAPSE));
+	assert_true(pmd_is_leaf(e->mm, a));
+	assert_collapsed(e->mm, a);
+	/* 512 old pages freed, one 2 MiB folio taken, the table reused. */
+	assert_int_equal(hetmm_pages_free(e->m), before);
+	verify(e->mm, a, SZ_2M, 9);
+	ASSERT_OK(hetmm_check(e->m));
+
+	/* Byte for byte, and the leaf is writable in place. */
+	write_pages(e->mm, a, idx, 5, buf);
+	ASSERT_OK(hetmm_mprotect(e->mm, a, PAGE_SIZE, PROT_READ));
+	ASSERT_OK(hetmm_mprotect(e->mm, a, PAGE_SIZE, RW));
+	assert_false(pmd_is_leaf(e->mm, a));
+	ASSERT_OK(hetmm_madvise(e->mm, a, SZ_2M, MADV_COLLAPSE));
+	assert_collapsed(e->mm, a);
+	check_pages(e->mm, a, idx, 5, buf);
+	ASSERT_OK(hetmm_cpu_write(e->mm, 0, a + 3, "w", 1));
+	assert_true(pmd_is_leaf(e->mm, a));
+	ASSERT_OK(hetmm_check(e->m));
+	ASSERT_OK(hetmm_munmap(e->mm, a, SZ_2M));
+	ASSERT_OK(hetmm_check(e->m));
+	free(buf);
+}
+
+static void test_collapse_none_and_zero_ptes(void **state)
+{
+	struct env *e = *state;
+	unsigned long a = plain_region(e->mm, 1);
+
+	/* Every third page written, the next read (zero page), one none. */
+	for (unsigned long i = 0; i < HPAGE_PMD_NR; i++) {
+		unsigned char v = (unsigned char)(i + 1), z;
+
+		if (i % 3 == 0)
+			ASSERT_OK(hetmm_cpu_write(e->mm, 0, a + i * PAGE_SIZE,
+						  &v, 1));
+		else if (i % 3 == 1)
+			ASSERT_OK(hetmm_cpu_read(e->mm, 0, a + i * PAGE_SIZE,
+						 &z, 1));
+	}
+	ASSERT_OK(hetmm_madvise(e->mm, a, SZ_2M, MADV_COLLAPSE));
+	assert_collapsed(e->mm, a);
+	for (unsigned long i = 0; i < HPAGE_PMD_NR; i++) {
+		unsigned char v;
+
+		ASSERT_OK(hetmm_cpu_read(e->mm, 1, a + i * PAGE_SIZE, &v, 1));
+		assert_int_equal(v, i % 3 == 0 ? (unsigned char)(i + 1) : 0);
+	}
+	assert_zero_page_at(e->mm, a + PAGE_SIZE);
+	assert_zero_page_at(e->mm, a + 2 * PAGE_SIZE);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+static void test_collapse_pte_mapped_thp(void **state)
+{
+	struct env *e = *state;
+	unsigned long a = thp_region(e->mm, 1), old, before;
+
+	fill(e->mm, a, SZ_2M, 3);
+	old = leaf_pfn(e->mm, a);
+	assert_true(old != 0);
+	ASSERT_OK(hetmm_mprotect(e->mm, a + PAGE_SIZE, PAGE_SIZE, PROT_READ));
+	ASSERT_OK(hetmm_mprotect(e->mm, a + PAGE_SIZE, PAGE_SIZE, RW));
+	assert_false(pmd_is_leaf(e->mm, a));
+	before = hetmm_pages_free(e->m);
+	ASSERT_OK(hetmm_madvise(e->mm, a, SZ_2M, MADV_COLLAPSE));
+	/* A new folio, not the old one mapped in place; the old is freed. */
+	assert_true(leaf_pfn(e->mm, a) != old);
+	assert_collapsed(e->mm, a);
+	assert_int_equal(hetmm_pages_free(e->m), before);
+	verify(e->mm, a, SZ_2M, 3);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+static void test_collapse_shared_with_child(void **state)
+{
+	struct env *e = *state;
+	unsigned long a = plain_region(e->mm, 1);
+	struct mm_struct *child;
+
+	fill(e->mm, a, SZ_2M, 5);
+	child = hetmm_fork(e->mm);
+	assert_false(IS_ERR(child));
+	/* Every PTE is read-only and COW-shared: still collapsed (copied). */
+	ASSERT_OK(hetmm_madvise(e->mm, a, SZ_2M, MADV_COLLAPSE));
+	assert_collapsed(e->mm, a);
+	assert_false(pmd_is_leaf(child, a));
+	ASSERT_OK(hetmm_check(e->m));
+	verify(child, a, SZ_2M, 5);
+	fill(e->mm, a, SZ_2M, 6);
+	assert_true(pmd_is_leaf(e->mm, a));
+	verify(e->mm, a, SZ_2M, 6);
+	verify(child, a, SZ_2M, 5);
+	ASSERT_OK(hetmm_check(e->m));
+	/* The child's pages are its own now: its collapse copies them too. */
+	ASSERT_OK(hetmm_madvise(child, a, SZ_2M, MADV_COLLAPSE));
+	assert_collapsed(child, a);
+	verify(child, a, SZ_2M, 5);
+	hetmm_exit(child);
+	verify(e->mm, a, SZ_2M, 6);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+static void test_collapse_pinned_page(void **state)
+{
+	struct env *e = *state;
+	unsigned long a = plain_region(e->mm, 2), before;
+	struct page *pin, *ref;
+	unsigned char v;
+
+	fill(e->mm, a, 2 * SZ_2M, 7);
+	/* A FOLL_PIN in the first range, a FOLL_GET in the second. */
+	assert_int_equal(pin_user_pages_fast(e->mm, a + 10 * PAGE_SIZE, 1,
+					     FOLL_WRITE | FOLL_LONGTERM, &pin),
+			 1);
+	assert_int_equal(get_user_pages_fast(e->mm, a + SZ_2M, 1, 0, &ref), 1);
+	before = hetmm_pages_free(e->m);
+	assert_int_equal(hetmm_madvise(e->mm, a, 2 * SZ_2M, MADV_COLLAPSE),
+			 -EAGAIN);
+	assert_false(pmd_is_leaf(e->mm, a));
+	assert_false(pmd_is_leaf(e->mm, a + SZ_2M));
+	assert_int_equal(hetmm_pages_free(e->m), before);
+	verify(e->mm, a, 2 * SZ_2M, 7);
+	ASSERT_OK(hetmm_check(e->m));
+	/* The pinned page is still the one mapped. */
+	ASSERT_OK(hetmm_cpu_write(e->mm, 0, a + 10 * PAGE_SIZE + 7, "P", 1));
+	assert_int_equal(((unsigned char *)page_address(pin))[7], 'P');
+
+	/* Without the pin the first range collapses; the second still
+	 * fails, and the call says so. */
+	unpin_user_page(pin);
+	assert_int_equal(hetmm_madvise(e->mm, a, 2 * SZ_2M, MADV_COLLAPSE),
+			 -EAGAIN);
+	assert_collapsed(e->mm, a);
+	assert_false(pmd_is_leaf(e->mm, a + SZ_2M));
+	ASSERT_OK(hetmm_cpu_read(e->mm, 0, a + 10 * PAGE_SIZE + 7, &v, 1));
+	assert_int_equal(v, 'P');
+	put_page(ref);
+	ASSERT_OK(hetmm_madvise(e->mm, a, 2 * SZ_2M, MADV_COLLAPSE));
+	assert_collapsed(e->mm, a + SZ_2M);
+	verify(e->mm, a + SZ_2M, SZ_2M, (unsigned char)(7 + 512));
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+static void test_collapse_already_pmd(void **state)
+{
+	struct env *e = *state;
+	unsigned long a = thp_region(e->mm, 1), pfn;
+
+	fill(e->mm, a, SZ_2M, 1);
+	pfn = leaf_pfn(e->mm, a);
+	assert_true(pfn != 0);
+	ASSERT_OK(hetmm_madvise(e->mm, a, SZ_2M, MADV_COLLAPSE));
+	assert_int_equal(leaf_pfn(e->mm, a), pfn);
+	verify(e->mm, a, SZ_2M, 1);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+static void test_collapse_bad_input(void **state)
+{
+	struct env *e = *state;
+	unsigned long a = plain_region(e->mm, 3);
+	long h, s;
+
+	fill(e->mm, a, 3 * SZ_2M, 2);
+	/* Misaligned start, unknown advice range checks. */
+	assert_int_equal(hetmm_madvise(e->mm, a + 1, SZ_2M, MADV_COLLAPSE),
+			 -EINVAL);
+	/* A hole: -ENOMEM, nothing collapsed. */
+	ASSERT_OK(hetmm_munmap(e->mm, a + SZ_2M, PAGE_SIZE));
+	assert_int_equal(hetmm_madvise(e->mm, a, 3 * SZ_2M, MADV_COLLAPSE),
+			 -ENOMEM);
+	assert_false(pmd_is_leaf(e->mm, a));
+	/* MADV_NOHUGEPAGE: -EINVAL. */
+	ASSERT_OK(hetmm_madvise(e->mm, a, SZ_2M, MADV_NOHUGEPAGE));
+	assert_int_equal(hetmm_madvise(e->mm, a, SZ_2M, MADV_COLLAPSE),
+			 -EINVAL);
+	assert_false(pmd_is_leaf(e->mm, a));
+	/* THP mode "never" is ignored by MADV_COLLAPSE. A start inside a
+	 * 2 MiB collapses only the whole ranges after it. */
+	ASSERT_OK(hetmm_thp_set_mode(e->m, "never"));
+	ASSERT_OK(hetmm_madvise(e->mm, a + SZ_2M + PAGE_SIZE,
+				2 * SZ_2M - PAGE_SIZE, MADV_COLLAPSE));
+	assert_collapsed(e->mm, a + 2 * SZ_2M);
+	verify(e->mm, a + 2 * SZ_2M, SZ_2M, (unsigned char)(2 + 1024));
+	/* No whole 2 MiB: crossing a boundary, nothing to do; strictly
+	 * inside one 2 MiB block, the kernel's count wraps: -EINVAL. */
+	ASSERT_OK(hetmm_madvise(e->mm, a + 2 * SZ_2M - PAGE_SIZE, 2 * PAGE_SIZE,
+				MADV_COLLAPSE));
+	assert_int_equal(hetmm_madvise(e->mm, a + 2 * SZ_2M + PAGE_SIZE,
+				       PAGE_SIZE, MADV_COLLAPSE),
+			 -EINVAL);
+	ASSERT_OK(hetmm_thp_set_mode(e->m, "madvise"));
+	/* A range that was never touched has no PTE table: -EINVAL. */
+	s = hetmm_mmap(e->mm, 0, 2 * SZ_2M, RW, PRIV_ANON, -1, 0);
+	assert_true(s > 0);
+	assert_int_equal(hetmm_madvise(e->mm, (unsigned long)s, 2 * SZ_2M,
+				       MADV_COLLAPSE),
+			 -EINVAL);
+	/* hugetlb and shared anonymous memory: -EINVAL. */
+	h = hetmm_mmap(e->mm, 0, SZ_2M, RW, PRIV_ANON | MAP_HUGETLB, -1, 0);
+	assert_true(h > 0);
+	ASSERT_OK(hetmm_cpu_write(e->mm, 0, (unsigned long)h, "h", 1));
+	assert_int_equal(
+		hetmm_madvise(e->mm, (unsigned long)h, SZ_2M, MADV_COLLAPSE),
+		-EINVAL);
+	s = hetmm_mmap(e->mm, 0, 2 * SZ_2M, RW, MAP_SHARED | MAP_ANONYMOUS, -1,
+		       0);
+	assert_true(s > 0);
+	fill(e->mm, (unsigned long)s, 2 * SZ_2M, 4);
+	assert_int_equal(hetmm_madvise(e->mm, (unsigned long)s, 2 * SZ_2M,
+				       MADV_COLLAPSE),
+			 -EINVAL);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+static void test_collapse_failures_restore(void **state)
+{
+	struct env *e = *state;
+	unsigned long a = plain_region(e->mm, 1), before;
+
+	fill(e->mm, a, SZ_2M, 8);
+	before = hetmm_pages_free(e->m);
+	/* No 2 MiB page: -ENOMEM, nothing changed. */
+	ASSERT_OK(hetmm_fault_parse(&e->m->faults, "alloc_pages:nth=1"));
+	assert_int_equal(hetmm_madvise(e->mm, a, SZ_2M, MADV_COLLAPSE),
+			 -ENOMEM);
+	hetmm_fault_reset(&e->m->faults);
+	assert_false(pmd_is_leaf(e->mm, a));
+	assert_int_equal(hetmm_pages_free(e->m), before);
+	verify(e->mm, a, SZ_2M, 8);
+	ASSERT_OK(hetmm_check(e->m));
+	/* A machine check in the middle of the copy, after the PTEs were
+	 * unhooked: the same table goes back (SCAN_COPY_MC: -EINVAL). */
+	ASSERT_OK(hetmm_fault_parse(&e->m->faults, "copy_page:nth=100"));
+	assert_int_equal(hetmm_madvise(e->mm, a, SZ_2M, MADV_COLLAPSE),
+			 -EINVAL);
+	hetmm_fault_reset(&e->m->faults);
+	assert_false(pmd_is_leaf(e->mm, a));
+	assert_int_equal(hetmm_pages_free(e->m), before);
+	verify(e->mm, a, SZ_2M, 8);
+	ASSERT_OK(hetmm_check(e->m));
+	ASSERT_OK(hetmm_madvise(e->mm, a, SZ_2M, MADV_COLLAPSE));
+	assert_collapsed(e->mm, a);
+	verify(e->mm, a, SZ_2M, 8);
+	ASSERT_OK(hetmm_check(e->m));
+}
+
+struct gup_racer {
+	struct mm_struct *mm;
+	unsigned long a;
+	volatile bool stop;
+	unsigned long pins;
+	bool wrote[HPAGE_PMD_NR];
+};
+
+/* GUP-fast pins (and unpins) pages of the range while it collapses. */
+static void *gup_fast_racer(void *p)
+{
+	struct gup_racer *r = p;
+	unsigned long i = 0;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		struct page *page;
+		unsigned long n = i++ % HPAGE_PMD_NR;
+
+		if (pin_user_pages_fast(r->mm, r->a + n * PAGE_SIZE, 1,
+					FOLL_WRITE, &page) == 1) {
+			/* A pinned page stays mapped while pinned: a write
+			 * through the pin is never lost to a collapse. */
+			sched_yield();
+			((unsigned char *)page_address(page))[100] = 0x5a;
+			unpin_user_page(page);
+			r->wrote[n] = true;
+			r->pins++;
+		}
+		sched_yield();
+	}
+	return NULL;
+}
+
+static void test_collapse_gup_fast_race(void **state)
+{
+	struct env *e = *state;
+	unsigned long a = plain_region(e->mm, 1);
+	struct gup_racer r = { .mm = e->mm, .a = a };
+	unsigned int done = 0, busy = 0;
+	pthread_t t;
+
+	fill(e->mm, a, SZ_2M, 11);
+	assert_int_equal(pthread_create(&t, NULL, gup_fast_racer, &r), 0);
+	for (int round = 0; round < 2000 && done < 20; round++) {
+		int ret = hetmm_madvise(e->mm, a, SZ_2M, MADV_COLLAPSE);
+
+		assert_true(ret == 0 || ret == -EAGAIN);
+		if (!ret) {
+			done++;
+			/* PTE-map it again for the next round. */
+			ASSERT_OK(
+				hetmm_mprotect(e->mm, a, PAGE_SIZE, PROT_READ));
+			ASSERT_OK(hetmm_mprotect(e->mm, a, PAGE_SIZE, RW));
+		} else {
+			busy++;
+			sched_yield();
+		}
+	}
+	__atomic_store_n(&r.stop, true, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	printf("# %u collapsed, %u busy, %lu pins\n", done, busy, r.pins);
+	/* Alone again: the range collapses (whatever the race left). */
+	ASSERT_OK(hetmm_madvise(e->mm, a, SZ_2M, MADV_COLLAPSE));
+	assert_collapsed(e->mm, a);
+	verify(e->mm, a, SZ_2M, 11);
+	for (unsigned long n = 0; n < HPAGE_PMD_NR; n++) {
+		unsigned char v;
+
+		ASSERT_OK(hetmm_cpu_read(e->mm, 0, a + n * PAGE_SIZE + 100, &v,
+					 1));
+		assert_int_equal(v, r.wrote[n] ? 0x5a : 0);
+	}
+	ASSERT_OK(hetmm_check(e->m));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1052,6 +1470,25 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hugetlbfs_fault_race,
 						env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_hugetlbfs_page_cache,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_collapse_small_pages,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_collapse_none_and_zero_ptes, env_setup,
+			env_teardown),
+		cmocka_unit_test_setup_teardown(test_collapse_pte_mapped_thp,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_collapse_shared_with_child,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_collapse_pinned_page,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_collapse_already_pmd,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_collapse_bad_input,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_collapse_failures_restore,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_collapse_gup_fast_race,
 						env_setup, env_teardown),
 	};
 

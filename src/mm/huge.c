@@ -155,8 +155,7 @@ static struct page *pgtable_withdraw(struct mm_struct *mm, pmd_t *pmd)
  * and the VMA has VM_WRITE, PROTNONE (and read-only) if the VMA allows no
  * access at all.
  */
-static pmd_t mk_huge_pmd(unsigned long pfn, struct vm_area_struct *vma,
-			 bool writable)
+pmd_t mk_huge_pmd(unsigned long pfn, struct vm_area_struct *vma, bool writable)
 {
 	pmd_t e = pfn_pmd_leaf(pfn, _PAGE_YOUNG | _PAGE_DIRTY | _PAGE_SOFT_DIRTY);
 
@@ -165,8 +164,6 @@ static pmd_t mk_huge_pmd(unsigned long pfn, struct vm_area_struct *vma,
 	return vma_entry_prot(vma, e);
 }
 
-static void anon_folio_prep(struct folio *folio, struct vm_area_struct *vma,
-			    unsigned long haddr);
 static int hugetlb_wp(struct vm_area_struct *vma, pmd_t *pmd,
 		      unsigned long addr, pmd_t orig, bool unshare);
 
@@ -243,8 +240,8 @@ int do_huge_pmd_anonymous_page(struct vm_area_struct *vma, pmd_t *pmd,
 	return 0;
 }
 
-static void anon_folio_prep(struct folio *folio, struct vm_area_struct *vma,
-			    unsigned long haddr)
+void anon_folio_prep(struct folio *folio, struct vm_area_struct *vma,
+		     unsigned long haddr)
 {
 	folio_set_flag(folio, PG_anon);
 	folio_set_flag(folio, PG_swapbacked);

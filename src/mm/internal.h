@@ -142,6 +142,15 @@ int do_huge_pmd_fault(struct vm_area_struct *vma, pmd_t *pmd,
 void split_huge_pmd(struct vm_area_struct *vma, pmd_t *pmd,
 		    unsigned long addr);
 /*
+ * A fresh PMD leaf of @pfn in @vma: young and dirty, writable if @writable
+ * and the VMA has VM_WRITE, PROTNONE (and read-only) if the VMA allows no
+ * access at all.
+ */
+pmd_t mk_huge_pmd(unsigned long pfn, struct vm_area_struct *vma, bool writable);
+/* The anon state of a fresh, exclusive 2 MiB folio at @haddr of @vma. */
+void anon_folio_prep(struct folio *folio, struct vm_area_struct *vma,
+		     unsigned long haddr);
+/*
  * MADV_COLLAPSE over [@start, @end) (khugepaged.c). Return: 0 or -errno.
  * Context: mmap_lock held for read; dropped and retaken inside.
  */

@@ -327,30 +327,6 @@ static enum collapse_result collapse_copy(struct hetmm_machine *m, pte_t *ptes,
 	return COLLAPSE_SUCCEED;
 }
 
-/* The anon state of a fresh THP at @haddr of @vma (folio_add_new_anon_rmap
- * with RMAP_EXCLUSIVE; the mapcounts are added when the leaf goes in). */
-static void collapse_folio_prep(struct folio *folio, struct vm_area_struct *vma,
-				unsigned long haddr)
-{
-	folio_set_flag(folio, PG_anon);
-	folio_set_flag(folio, PG_swapbacked);
-	folio_set_flag(folio, PG_uptodate);
-	SetPageAnonExclusive(&folio->page);
-	folio->page.mapping = vma->anon_vma;
-	folio->page.index =
-		((haddr - vma->vm_start) >> PAGE_SHIFT) + vma->vm_pgoff;
-}
-
-/* A PMD leaf for the collapsed folio (the kernel's mk_huge_pmd(),
- * pmd_mkdirty(), maybe_pmd_mkwrite()). */
-static pmd_t collapse_mk_pmd(struct folio *folio, struct vm_area_struct *vma)
-{
-	pmd_t e = pfn_pmd_leaf(folio_pfn(folio),
-			       _PAGE_YOUNG | _PAGE_DIRTY | _PAGE_SOFT_DIRTY);
-
-	return vma_entry_prot(vma, maybe_mkwrite(e, vma));
-}
-
 /*
  * collapse_huge_page() from the point where the 2 MiB folio exists: swap
  * the PTE table at @haddr for a PMD leaf of @folio. On success @folio is
@@ -442,7 +418,7 @@ collapse_locked(struct mm_struct *mm, unsigned long haddr, struct folio *folio)
 		return r;
 	}
 
-	collapse_folio_prep(folio, vma, haddr);
+	anon_folio_prep(folio, vma, haddr);
 	/* Empty the old table: it becomes the leaf's deposit. */
 	spin_lock(&table->ptl);
 	for (unsigned long i = 0; i < HPAGE_PMD_NR; i++) {
@@ -456,7 +432,7 @@ collapse_locked(struct mm_struct *mm, unsigned long haddr, struct folio *folio)
 	HETMM_BUG_ON(!pte_none(ptep_get(pmd)));
 	pgtable_trans_huge_deposit(mm, pmd, table);
 	folio_add_pmd_rmap(folio);
-	set_pte(pmd, collapse_mk_pmd(folio, vma));
+	set_pte(pmd, mk_huge_pmd(folio_pfn(folio), vma, true));
 	spin_unlock(&mm->page_table_lock);
 	mmu_notifier_invalidate_range_end(&range);
 	up_write(&av->rwsem);
